@@ -1,0 +1,3 @@
+"""lema: Learning from Mistakes (LeMa) as a reproducible MLOps pipeline."""
+
+__version__ = "0.1.0"

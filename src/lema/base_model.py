@@ -1,0 +1,124 @@
+"""The embedded default model: a byte-level BPE tokenizer (digits always split
+into single tokens, which is what lets a tiny model learn arithmetic) and a
+small Llama pretrained from scratch on training solutions in step format.
+
+Saved in Hugging Face format, so everything downstream uses the same
+``from_pretrained`` path a user's real model takes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+from .config import BaseModelConfig
+from .data import load_split
+from .prompts import cot_prompt
+from .records import Problem, StageReport
+from .steps import format_steps, solution_steps
+
+SPECIAL = ["<pad>", "<s>", "</s>"]
+
+
+def cot_text(p: Problem) -> tuple[str, str]:
+    """(prompt, completion) of a reference solution in the shared step format."""
+    prompt = cot_prompt(p.task).render(shots=0, question=p.question)
+    return prompt, format_steps(solution_steps(p.gold_solution, p.gold_answer, p.task))
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   model_max_length=4096)
+
+
+def _packed_blocks(token_lists: list[list[int]], block: int, eos: int) -> list[list[int]]:
+    stream: list[int] = []
+    for ids in token_lists:
+        stream.extend(ids + [eos])
+    return [stream[i : i + block] for i in range(0, len(stream) - block + 1, block)]
+
+
+def build_base_model(cfg: BaseModelConfig, out_dir: str | Path, *, data_source: str = "bundled",
+                     data_dir: str = "data", seed: int = 0, limit: int | None = None) -> StageReport:
+    """Train tokenizer + pretrain a tiny Llama for a fixed wall-clock budget."""
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    t0 = time.time()
+    random.seed(seed)
+    torch.manual_seed(seed)
+    problems = [p for split in cfg.corpus for p in load_split(split, data_source, data_dir, limit)]
+    docs = ["".join(cot_text(p)) for p in problems]
+    tok = train_tokenizer(docs, cfg.vocab_size)
+    ids = [tok(d, add_special_tokens=False)["input_ids"] for d in docs]
+    blocks = _packed_blocks(ids, cfg.max_length, tok.eos_token_id)
+    if not blocks:
+        raise ValueError("pretraining corpus is smaller than one block; raise the limit or lower max_length")
+
+    model_cfg = LlamaConfig(vocab_size=len(tok), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+                            num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+                            intermediate_size=cfg.intermediate_size, max_position_embeddings=2048,
+                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                            pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    model = LlamaForCausalLM(model_cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
+    steps_per_epoch = math.ceil(len(blocks) / cfg.batch_size)
+    budget = cfg.pretrain_minutes * 60
+    # The schedule needs a step count; estimate it from the first steps' speed.
+    total_steps, step, losses = steps_per_epoch * cfg.pretrain_max_epochs, 0, []
+    model.train()
+    with Progress(TextColumn("[bold]pretrain"), BarColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn()) as progress:
+        bar = progress.add_task("", total=budget)
+        start = time.time()
+        done = False
+        for _epoch in range(cfg.pretrain_max_epochs):
+            random.shuffle(blocks)
+            for b in range(0, len(blocks), cfg.batch_size):
+                batch = torch.tensor(blocks[b : b + cfg.batch_size])
+                lr_scale = min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
+                for g in opt.param_groups:
+                    g["lr"] = cfg.learning_rate * max(lr_scale, 0.05)
+                loss = model(input_ids=batch, labels=batch).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+                step += 1
+                elapsed = time.time() - start
+                if step == 10:
+                    total_steps = min(total_steps, max(20, int(budget / (elapsed / 10))))
+                progress.update(bar, completed=min(elapsed, budget),
+                                description=f"step {step}/{total_steps} loss {losses[-1]:.3f}")
+                if elapsed >= budget or step >= total_steps:
+                    done = True
+                    break
+            if done:
+                break
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / "pretrain_loss.txt").write_text("\n".join(f"{x:.5f}" for x in losses) + "\n")
+    n_params = sum(p.numel() for p in model.parameters())
+    return StageReport(stage="base-model", n_in=len(problems), n_out=1, seconds=time.time() - t0,
+                       details={"params": n_params, "steps": step, "blocks": len(blocks),
+                                "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+                                "vocab": len(tok)},
+                       outputs={"model": str(out)})

@@ -1,0 +1,136 @@
+"""``lema`` command line: thin wrappers over the stage functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _config(args):
+    from .config import load_config
+
+    overrides = {}
+    for item in getattr(args, "set", None) or []:
+        key, _, value = item.partition("=")
+        if not _:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    return load_config(args.config, overrides)
+
+
+def _print_report(report) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold]{report.stage}[/]: in {report.n_in}, out {report.n_out}, "
+                               f"quarantined {report.n_quarantined} ({report.seconds:.1f}s)")
+    print(report.model_dump_json())
+
+
+def cmd_grade(args) -> int:
+    from .grade import grade_file
+
+    summary = grade_file(args.file, args.task, args.out)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_stage(args) -> int:
+    from . import pipeline as pl
+
+    cfg = _config(args)
+    fn = {"base-model": pl.stage_base_model, "collect": pl.stage_collect, "validate": pl.stage_validate,
+          "build-sft": pl.stage_build_sft, "register": pl.stage_register, "report": pl.stage_report}[args.command]
+    _print_report(fn(cfg))
+    return 0
+
+
+def cmd_variant(args) -> int:
+    from . import pipeline as pl
+
+    cfg = _config(args)
+    fn = pl.stage_train if args.command == "train" else pl.stage_evaluate
+    for v in args.variant or pl.VARIANTS:
+        _print_report(fn(cfg, v))
+    return 0
+
+
+def cmd_correct(args) -> int:
+    from . import pipeline as pl
+    from .correct import make_corrector, run_correct
+
+    cfg = _config(args)
+    if args.input is None:
+        if args.corrector:
+            cfg.corrector.kind = args.corrector
+        _print_report(pl.stage_correct(cfg))
+        return 0
+    kind = args.corrector or cfg.corrector.kind
+    out = Path(args.output or Path(args.input).with_suffix(".corrected.jsonl"))
+    quarantine = Path(args.quarantine or out.with_suffix(".quarantine.jsonl"))
+    options = {}
+    if kind != "reference":
+        if args.model:
+            cfg.corrector.model = args.model
+        options = {"cfg": cfg.corrector, "cache_dir": Path(args.cache_dir or out.parent / "correct-cache")}
+    _print_report(run_correct(args.input, out, quarantine, make_corrector(kind, **options)))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runner import run_with_display
+
+    return run_with_display(_config(args), force=args.force)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lema", description="Learning from Mistakes: collect, correct, "
+                                     "validate, fine-tune, evaluate, register.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p):
+        p.add_argument("--config", default=None, help="YAML config (default: params.yaml)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.epochs=1")
+        return p
+
+    g = sub.add_parser("grade", help="grade a JSONL file of predictions")
+    g.add_argument("--task", required=True, choices=["gsm8k", "math", "lab"])
+    g.add_argument("file")
+    g.add_argument("--out", default=None, help="write each row with `correct` and `pred_answer`")
+    g.set_defaults(fn=cmd_grade)
+
+    for name in ("base-model", "collect", "validate", "build-sft", "register", "report"):
+        with_config(sub.add_parser(name, help=f"run the {name} stage")).set_defaults(fn=cmd_stage)
+    for name in ("train", "evaluate"):
+        p = with_config(sub.add_parser(name, help=f"{name} the CoT-only and LeMa models"))
+        p.add_argument("--variant", action="append", choices=["cot", "lema"])
+        p.set_defaults(fn=cmd_variant)
+
+    c = with_config(sub.add_parser("correct", help="correct wrong paths"))
+    c.add_argument("--corrector", choices=["reference", "llm", "hybrid"])
+    c.add_argument("--input", help="JSONL with id, task, question, gold_solution, gold_answer, path, generator")
+    c.add_argument("--output")
+    c.add_argument("--quarantine")
+    c.add_argument("--model", help="corrector model (llm/hybrid)")
+    c.add_argument("--cache-dir")
+    c.set_defaults(fn=cmd_correct)
+
+    r = with_config(sub.add_parser("run", help="all stages; unchanged stages are skipped"))
+    r.add_argument("--force", action="store_true", help="rerun every stage")
+    r.set_defaults(fn=cmd_run)
+
+    args = parser.parse_args(argv)
+    from .jsonl import DataError
+
+    try:
+        return args.fn(args)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"lema {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

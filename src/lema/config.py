@@ -1,0 +1,184 @@
+"""The one configuration object, loaded from YAML (``params.yaml`` by default,
+which is also DVC's params file, so DVC tracks exactly what the stages read).
+
+Secrets never live here: API keys come from the environment only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    source: Literal["bundled", "hub"] = "bundled"
+    dir: str = "data"
+    train_tasks: list[Literal["gsm8k", "math"]] = ["gsm8k"]
+    train_limit: int | None = 300
+    eval_sets: dict[str, int | None] = {"gsm8k/test": 200, "math500/test": 50}
+
+
+class BaseModelConfig(_Strict):
+    """The embedded default model, built from scratch (no hub here)."""
+
+    vocab_size: int = 2048
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 3
+    intermediate_size: int = 768
+    max_length: int = 384
+    pretrain_minutes: float = 5.0
+    pretrain_max_epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    corpus: list[str] = ["gsm8k/train"]
+
+
+class GeneratorConfig(_Strict):
+    """One generator: a model and its sampling settings (several may share a model)."""
+
+    name: str
+    model: str = "base"  # "base" = the embedded default built by `lema base-model`
+    backend: Literal["vllm", "openai", "transformers"] = "vllm"
+    n: int = 4
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 256
+    stop: list[str] = ["\nQuestion:"]
+    shots: int = 0
+    base_url: str | None = None  # openai backend; the key is always OPENAI_API_KEY
+
+
+class CorrectorConfig(_Strict):
+    kind: Literal["reference", "llm", "hybrid"] = "reference"
+    model: str | None = None
+    base_url: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 768
+    shots: int = 2
+
+
+class ValidateConfig(_Strict):
+    min_pass_rate: float = 0.0
+
+
+class SFTConfigModel(_Strict):
+    cot_limit: int | None = 2000  # training questions whose reference solutions form the CoT data
+    include_right_paths: bool = False
+    correction_fraction: float = 1.0  # share of validated corrections mixed into the LeMa set
+    cot_repeats: int = 1
+    explanations: bool = True
+
+
+class LoraConfigModel(_Strict):
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainConfig(_Strict):
+    model: str = "base"
+    epochs: float = 2.0
+    learning_rate: float = 5e-4
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_length: int = 512
+    warmup_ratio: float = 0.05
+    lr_scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    logging_steps: int = 5
+    lora: LoraConfigModel = LoraConfigModel()
+
+
+class EvaluateConfig(_Strict):
+    backend: Literal["vllm", "openai", "transformers"] = "vllm"
+    max_tokens: int = 256
+    shots: int = 0
+    stop: list[str] = ["\nQuestion:"]
+
+
+class RegisterConfig(_Strict):
+    tracking_uri: str | None = None  # default: MLFLOW_TRACKING_URI, else sqlite in the run dir
+    experiment: str = "lema"
+    model_name: str = "lema-math-reasoner"
+    primary_metric: str = "gsm8k/test"
+
+
+class VLLMConfig(_Strict):
+    gpu_memory_utilization: float = 0.2  # on the CPU build this is a share of host memory
+    dtype: str = "float32"
+    max_model_len: int | None = None
+    enforce_eager: bool = True
+
+
+class Config(_Strict):
+    run_dir: str = "runs/default"
+    seed: int = 1234
+    data: DataConfig = DataConfig()
+    base_model: BaseModelConfig = BaseModelConfig()
+    generators: list[GeneratorConfig] = Field(default_factory=lambda: [GeneratorConfig(name="base-t0.8")])
+    corrector: CorrectorConfig = CorrectorConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    sft: SFTConfigModel = SFTConfigModel()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    register_: RegisterConfig = Field(RegisterConfig(), alias="register")
+    vllm: VLLMConfig = VLLMConfig()
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("generators")
+    @classmethod
+    def _unique_names(cls, v: list[GeneratorConfig]) -> list[GeneratorConfig]:
+        names = [g.name for g in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"generator names must be unique, got {names}")
+        if not v:
+            raise ValueError("at least one generator is needed")
+        return v
+
+    def section_hash(self, *sections: str) -> str:
+        data = self.model_dump(mode="json", by_alias=True)
+        picked = {s: data[s] for s in sections}
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Config from YAML (``params.yaml`` when it exists), with dotted overrides."""
+    data: dict[str, Any] = {}
+    if path is None and Path("params.yaml").exists():
+        path = "params.yaml"
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file not found: {path}") from None
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {e}") from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        lines = [f"{path or '<defaults>'}: field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()]
+        raise ValueError("invalid config\n" + "\n".join(lines)) from None

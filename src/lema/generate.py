@@ -1,0 +1,202 @@
+"""Text generation behind one interface: vLLM offline engine (default),
+any OpenAI-compatible HTTP endpoint, or plain ``transformers`` as fallback.
+
+Stages only see ``Backend.generate(prompts, sampling)`` so swapping a tiny CPU
+model for a 70B model behind ``vllm serve`` is a config change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+# vLLM's engine-core subprocess buys nothing for offline batch work here and
+# makes engines awkward to start from tests and KFP components.
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"stop": list(self.stop)}
+
+
+@dataclass
+class Completion:
+    text: str
+    n_tokens: int
+
+
+@dataclass
+class GenerationStats:
+    prompts: int = 0
+    completions: int = 0
+    tokens: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+        """n completions per prompt, in prompt order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class VLLMBackend:
+    """vLLM offline engine.  The seed goes to the engine (per-request seeds fail on CPU)."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, seed: int = 0, gpu_memory_utilization: float = 0.2,
+                 dtype: str = "auto", max_model_len: int | None = None, enforce_eager: bool = True):
+        from vllm import LLM
+
+        self.model = model
+        self.llm = LLM(model=model, seed=seed, gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
+                       max_model_len=max_model_len, enforce_eager=enforce_eager)
+
+    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(n=sampling.n, temperature=sampling.temperature,
+                                top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
+                                max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None)
+        outs = self.llm.generate(prompts, params, use_tqdm=True)
+        return [[Completion(c.text, len(c.token_ids)) for c in o.outputs] for o in outs]
+
+    def close(self) -> None:
+        del self.llm
+        gc.collect()
+
+
+class TransformersBackend:
+    """Batched ``model.generate``: slow, but needs nothing beyond transformers."""
+
+    name = "transformers"
+
+    def __init__(self, model: str, seed: int = 0, batch_size: int = 32, device: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_name = model
+        self.tok = AutoTokenizer.from_pretrained(model)
+        self.tok.padding_side = "left"
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = AutoModelForCausalLM.from_pretrained(model).to(self.device).eval()
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+        import torch
+        from tqdm.auto import tqdm
+
+        torch.manual_seed(self.seed)
+        results: list[list[Completion]] = []
+        for start in tqdm(range(0, len(prompts), self.batch_size), desc="transformers.generate"):
+            batch = prompts[start : start + self.batch_size]
+            enc = self.tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            kwargs = dict(max_new_tokens=sampling.max_tokens, num_return_sequences=sampling.n,
+                          pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
+            if sampling.temperature > 0:
+                kwargs |= dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+            else:
+                kwargs |= dict(do_sample=False)
+            if sampling.stop:
+                kwargs |= dict(stop_strings=list(sampling.stop), tokenizer=self.tok)
+            with torch.no_grad():
+                out = self.model.generate(**enc, **kwargs)
+            new = out[:, enc["input_ids"].shape[1] :]
+            for i in range(len(batch)):
+                comps = []
+                for j in range(sampling.n):
+                    ids = new[i * sampling.n + j]
+                    ids = ids[ids != self.tok.pad_token_id]
+                    text = self.tok.decode(ids, skip_special_tokens=True)
+                    comps.append(Completion(_cut_at_stop(text, sampling.stop), int(len(ids))))
+                results.append(comps)
+        return results
+
+    def close(self) -> None:
+        del self.model
+        gc.collect()
+
+
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i >= 0:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+class OpenAIBackend:
+    """Completions API of any OpenAI-compatible server (``vllm serve``, hosted APIs).
+
+    The key comes from OPENAI_API_KEY only; it is never stored on the object's repr or logged.
+    """
+
+    name = "openai"
+
+    def __init__(self, model: str, base_url: str | None = None, concurrency: int = 16, timeout: float = 120.0,
+                 max_retries: int = 5):
+        self.model = model
+        self.base_url = base_url
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+
+    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+        return asyncio.run(self._generate(prompts, sampling))
+
+    async def _generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+        from openai import AsyncOpenAI
+        from tqdm.asyncio import tqdm_asyncio
+
+        client = AsyncOpenAI(base_url=self.base_url, api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"),
+                             timeout=self.timeout, max_retries=self.max_retries)
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(prompt: str) -> list[Completion]:
+            async with sem:
+                resp = await client.completions.create(
+                    model=self.model, prompt=prompt, n=sampling.n, temperature=sampling.temperature,
+                    top_p=sampling.top_p, max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None,
+                    seed=sampling.seed)
+            per_choice = (resp.usage.completion_tokens // max(1, len(resp.choices))) if resp.usage else 0
+            ordered = sorted(resp.choices, key=lambda c: c.index)
+            return [Completion(c.text, per_choice) for c in ordered]
+
+        try:
+            return list(await tqdm_asyncio.gather(*(one(p) for p in prompts), desc=f"openai:{self.model}"))
+        finally:
+            await client.close()
+
+    def close(self) -> None:
+        pass
+
+
+def make_backend(kind: str, model: str, *, seed: int = 0, base_url: str | None = None,
+                 vllm_options: dict | None = None) -> Backend:
+    if kind == "vllm":
+        return VLLMBackend(model, seed=seed, **(vllm_options or {}))
+    if kind == "transformers":
+        return TransformersBackend(model, seed=seed)
+    if kind == "openai":
+        return OpenAIBackend(model, base_url=base_url)
+    raise ValueError(f"unknown backend {kind!r} (expected vllm, openai or transformers)")

@@ -1,0 +1,88 @@
+"""JSONL reading and writing with errors that name the file, line and field."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class DataError(ValueError):
+    """Bad input data; the message names file, line and field."""
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        field = ".".join(str(x) for x in e["loc"]) or "<row>"
+        parts.append(f"field '{field}': {e['msg'].lower()}")
+    return "; ".join(parts)
+
+
+def iter_jsonl(path: str | os.PathLike, model: type[M]) -> Iterator[M]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: broken JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            try:
+                yield model.model_validate(obj)
+            except ValidationError as e:
+                raise DataError(f"{path}:{lineno}: {_describe(e)}") from None
+
+
+def read_jsonl(path: str | os.PathLike, model: type[M]) -> list[M]:
+    return list(iter_jsonl(path, model))
+
+
+def read_raw(path: str | os.PathLike) -> list[dict]:
+    """Rows as plain dicts, still with file:line errors for broken JSON."""
+    from pydantic import RootModel
+
+    class _Any(RootModel[dict]):
+        pass
+
+    return [r.root for r in iter_jsonl(path, _Any)]
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[BaseModel | dict]) -> int:
+    """Write atomically (temp file + rename) so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
+                fh.write(json.dumps(data, ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n
+
+
+def write_json(path: str | os.PathLike, data: BaseModel | dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,319 @@
+"""The LeMa loop as named stages over a run directory.
+
+Each stage reads and writes fixed paths under ``run_dir`` (``Paths``), so the
+CLI, DVC and Kubeflow call the same functions and get the same artifacts.
+``run_all`` skips a stage whose stamp (config sections + input file hashes)
+matches and whose outputs exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config, GeneratorConfig
+from .jsonl import read_jsonl, write_json
+from .records import Correction, EvalRow, StageReport
+
+VARIANTS = ("cot", "lema")
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @property
+    def base_model(self) -> Path: return self.root / "models" / "base"
+    @property
+    def collect(self) -> Path: return self.root / "collect"
+    @property
+    def correct(self) -> Path: return self.root / "correct"
+    @property
+    def validate(self) -> Path: return self.root / "validate"
+    @property
+    def sft(self) -> Path: return self.root / "sft"
+    def train(self, variant: str) -> Path: return self.root / "train" / variant
+    def model(self, variant: str) -> Path: return self.train(variant) / "model"
+    def eval(self, variant: str) -> Path: return self.root / "eval" / variant
+    @property
+    def register(self) -> Path: return self.root / "register"
+    @property
+    def report(self) -> Path: return self.root / "report"
+    @property
+    def stamps(self) -> Path: return self.root / ".stamps"
+
+
+def paths(cfg: Config) -> Paths:
+    return Paths(cfg.run_path)
+
+
+def resolve_model(cfg: Config, name: str) -> str:
+    """'base' is the embedded default; anything else is a HF id or a local path."""
+    return str(paths(cfg).base_model) if name == "base" else name
+
+
+def _vllm_options(cfg: Config) -> dict:
+    return cfg.vllm.model_dump()
+
+
+def backend_for(cfg: Config, kind: str, model: str, base_url: str | None = None):
+    from .generate import make_backend
+
+    return make_backend(kind, model, seed=cfg.seed, base_url=base_url, vllm_options=_vllm_options(cfg))
+
+
+def train_problems(cfg: Config, limit: int | None):
+    from .data import load_split
+
+    return [p for t in cfg.data.train_tasks
+            for p in load_split(f"{t}/train", cfg.data.source, cfg.data.dir, limit)]
+
+
+def eval_sets(cfg: Config):
+    from .data import load_split
+
+    return {name: load_split(name, cfg.data.source, cfg.data.dir, limit) for name, limit in cfg.data.eval_sets.items()}
+
+
+# ---- stages -----------------------------------------------------------------
+
+def stage_base_model(cfg: Config) -> StageReport:
+    from .base_model import build_base_model
+
+    report = build_base_model(cfg.base_model, paths(cfg).base_model, data_source=cfg.data.source,
+                              data_dir=cfg.data.dir, seed=cfg.seed)
+    write_json(paths(cfg).base_model.parent / "base_report.json", report)
+    return report
+
+
+def stage_collect(cfg: Config) -> StageReport:
+    from .collect import run_collect
+
+    def make(g: GeneratorConfig):
+        return backend_for(cfg, g.backend, resolve_model(cfg, g.model), g.base_url)
+
+    return run_collect(train_problems(cfg, cfg.data.train_limit), cfg.generators, make,
+                       lambda m: resolve_model(cfg, m), paths(cfg).collect, seed=cfg.seed)
+
+
+def stage_correct(cfg: Config) -> StageReport:
+    from .correct import make_corrector, run_correct
+
+    p = paths(cfg)
+    options = {} if cfg.corrector.kind == "reference" else {"cfg": cfg.corrector, "cache_dir": p.correct / "cache"}
+    return run_correct(p.collect / "wrong.jsonl", p.correct / "corrections.jsonl", p.correct / "quarantine.jsonl",
+                       make_corrector(cfg.corrector.kind, **options), p.correct / "report.json")
+
+
+def stage_validate(cfg: Config) -> StageReport:
+    from .validate import run_validate
+
+    p = paths(cfg)
+    report = run_validate(p.correct / "corrections.jsonl", p.validate / "valid.jsonl",
+                          p.validate / "quarantine.jsonl", p.validate / "ge_result.json",
+                          cfg.validate_.min_pass_rate)
+    write_json(p.validate / "report.json", report)
+    return report
+
+
+def stage_build_sft(cfg: Config) -> StageReport:
+    from .sft import run_build_sft
+
+    p = paths(cfg)
+    s = cfg.sft
+    return run_build_sft(train_problems(cfg, s.cot_limit), p.validate / "valid.jsonl", p.collect / "right.jsonl",
+                         p.sft, include_right_paths=s.include_right_paths,
+                         correction_fraction=s.correction_fraction, cot_repeats=s.cot_repeats,
+                         explanations=s.explanations, seed=cfg.seed)
+
+
+def stage_train(cfg: Config, variant: str) -> StageReport:
+    from .train import train
+
+    p = paths(cfg)
+    return train(resolve_model(cfg, cfg.train.model), p.sft / f"{variant}.jsonl", p.train(variant), cfg.train,
+                 seed=cfg.seed, name=variant)
+
+
+def stage_evaluate(cfg: Config, variant: str) -> StageReport:
+    from .evaluate import run_evaluate
+
+    p = paths(cfg)
+    backend = backend_for(cfg, cfg.evaluate.backend, str(p.model(variant)))
+    try:
+        return run_evaluate(backend, variant, eval_sets(cfg), p.eval(variant), max_tokens=cfg.evaluate.max_tokens,
+                            shots=cfg.evaluate.shots, stop=cfg.evaluate.stop)
+    finally:
+        backend.close()
+
+
+def comparison(cfg: Config) -> dict:
+    """LeMa vs CoT-only on the same questions, per evaluation set."""
+    from .stats import compare_paired
+
+    p = paths(cfg)
+    rows = {v: read_jsonl(p.eval(v) / "rows.jsonl", EvalRow) for v in VARIANTS}
+    out = {}
+    for s in cfg.data.eval_sets:
+        a = {r.id: r.correct for r in rows["cot"] if r.eval_set == s}
+        b = {r.id: r.correct for r in rows["lema"] if r.eval_set == s}
+        ids = sorted(a.keys() & b.keys())
+        out[s] = compare_paired([a[i] for i in ids], [b[i] for i in ids], seed=cfg.seed)
+    return out
+
+
+def stage_register(cfg: Config) -> StageReport:
+    from .register import register_models, tracking_uri
+
+    p = paths(cfg)
+    candidates = []
+    for v in VARIANTS:
+        metrics = json.loads((p.eval(v) / "metrics.json").read_text())
+        loss_file = p.train(v) / "loss.json"
+        candidates.append({"name": v, "model_dir": p.model(v), "metrics": metrics,
+                           "loss_history": json.loads(loss_file.read_text()) if loss_file.exists() else [],
+                           "artifacts": [p.eval(v) / "rows.jsonl", p.eval(v) / "metrics.json"]})
+    funnel = funnel_counts(cfg)
+    report = register_models(
+        candidates, uri=tracking_uri(cfg.register_.tracking_uri, cfg.run_dir), experiment=cfg.register_.experiment,
+        model_name=cfg.register_.model_name, primary_metric=cfg.register_.primary_metric,
+        params=cfg.model_dump(mode="json", by_alias=True),
+        run_artifacts=[p.validate / "ge_result.json", p.correct / "report.json", p.collect / "report.json"],
+        stage_metrics={f"funnel.{k.replace(' ', '_')}": v for k, v in funnel.items()},
+        tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys())})
+    write_json(p.register / "report.json", report)
+    return report
+
+
+def funnel_counts(cfg: Config) -> dict[str, int]:
+    p = paths(cfg)
+    collect = json.loads((p.collect / "report.json").read_text())
+    correct = json.loads((p.correct / "report.json").read_text())
+    validate = json.loads((p.validate / "report.json").read_text())
+    return {"sampled paths": collect["details"]["samples"], "wrong paths": collect["n_out"],
+            "corrected": correct["n_out"], "validated": validate["n_out"]}
+
+
+def stage_report(cfg: Config) -> StageReport:
+    from .report import write_report
+
+    p = paths(cfg)
+    metrics = {v: json.loads((p.eval(v) / "metrics.json").read_text()) for v in VARIANTS}
+    losses = {v: json.loads((p.train(v) / "loss.json").read_text()) for v in VARIANTS
+              if (p.train(v) / "loss.json").exists()}
+    corrections = read_jsonl(p.validate / "valid.jsonl", Correction)
+    from .report import step_histogram
+
+    stages = [json.loads(f.read_text()) for f in collect_reports(p)]
+    registry_file = p.register / "report.json"
+    registry = json.loads(registry_file.read_text())["details"] if registry_file.exists() else None
+    cmp = comparison(cfg)
+    path = write_report(p.report, funnel=funnel_counts(cfg), metrics=metrics,
+                        step_histogram=step_histogram(corrections), losses=losses, stages=stages,
+                        registry=registry, comparison=cmp)
+    summary = {"funnel": funnel_counts(cfg), "metrics": metrics, "comparison": cmp, "registry": registry,
+               "report": str(path)}
+    write_json(p.root / "summary.json", summary)
+    return StageReport(stage="report", n_in=len(stages), n_out=1, outputs={"report": str(path)})
+
+
+def collect_reports(p: Paths) -> list[Path]:
+    files = [p.base_model.parent / "base_report.json", p.collect / "report.json", p.correct / "report.json",
+             p.validate / "report.json", p.sft / "report.json"]
+    files += [p.train(v) / "report.json" for v in VARIANTS] + [p.eval(v) / "report.json" for v in VARIANTS]
+    files += [p.register / "report.json"]
+    return [f for f in files if f.exists()]
+
+
+# ---- skipping ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    fn: Callable[[], StageReport]
+    sections: tuple[str, ...]
+    inputs: tuple[Path, ...]
+    outputs: tuple[Path, ...]
+
+
+def _file_digest(path: Path, h) -> None:
+    if path.is_dir():
+        for f in sorted(x for x in path.rglob("*") if x.is_file() and "checkpoints" not in x.parts):
+            h.update(str(f.relative_to(path)).encode())
+            _file_digest(f, h)
+    elif path.exists():
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+
+
+def stamp_key(cfg: Config, stage: Stage) -> str:
+    h = hashlib.sha256(stage.name.encode())
+    h.update(cfg.section_hash(*stage.sections).encode())
+    for i in stage.inputs:
+        _file_digest(i, h)
+    return h.hexdigest()
+
+
+def stages(cfg: Config) -> list[Stage]:
+    p = paths(cfg)
+    base_needed = any(g.model == "base" for g in cfg.generators) or cfg.train.model == "base"
+    out: list[Stage] = []
+    if base_needed:
+        out.append(Stage("base-model", lambda: stage_base_model(cfg), ("seed", "data", "base_model"), (),
+                         (p.base_model / "config.json",)))
+    base_dep = (p.base_model,) if base_needed else ()
+    out += [
+        Stage("collect", lambda: stage_collect(cfg), ("seed", "data", "generators", "vllm"), base_dep,
+              (p.collect / "wrong.jsonl", p.collect / "report.json")),
+        Stage("correct", lambda: stage_correct(cfg), ("corrector",), (p.collect / "wrong.jsonl",),
+              (p.correct / "corrections.jsonl", p.correct / "report.json")),
+        Stage("validate", lambda: stage_validate(cfg), ("validate",), (p.correct / "corrections.jsonl",),
+              (p.validate / "valid.jsonl", p.validate / "report.json")),
+        Stage("build-sft", lambda: stage_build_sft(cfg), ("seed", "data", "sft"),
+              (p.validate / "valid.jsonl", p.collect / "right.jsonl"), (p.sft / "cot.jsonl", p.sft / "lema.jsonl")),
+    ]
+    for v in VARIANTS:
+        out.append(Stage(f"train:{v}", lambda v=v: stage_train(cfg, v), ("seed", "train"),
+                         (p.sft / f"{v}.jsonl",) + base_dep, (p.model(v) / "config.json", p.train(v) / "report.json")))
+    for v in VARIANTS:
+        out.append(Stage(f"evaluate:{v}", lambda v=v: stage_evaluate(cfg, v), ("seed", "data", "evaluate", "vllm"),
+                         (p.model(v),), (p.eval(v) / "metrics.json", p.eval(v) / "report.json")))
+    out.append(Stage("register", lambda: stage_register(cfg), ("register",),
+                     tuple(p.eval(v) / "metrics.json" for v in VARIANTS), (p.register / "report.json",)))
+    out.append(Stage("report", lambda: stage_report(cfg), (), (p.register / "report.json",),
+                     (p.report / "report.md",)))
+    return out
+
+
+def run_all(cfg: Config, on_stage: Callable[[str, StageReport | None, bool], None] | None = None,
+            force: bool = False) -> list[tuple[str, StageReport | None, bool]]:
+    """Run every stage in order; returns (name, report, skipped) per stage."""
+    p = paths(cfg)
+    p.root.mkdir(parents=True, exist_ok=True)
+    write_json(p.root / "config.json", cfg.model_dump(mode="json", by_alias=True))
+    results = []
+    for st in stages(cfg):
+        key = stamp_key(cfg, st)
+        stamp = p.stamps / f"{st.name.replace(':', '_')}.json"
+        if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key \
+                and all(o.exists() for o in st.outputs):
+            results.append((st.name, None, True))
+            if on_stage:
+                on_stage(st.name, None, True)
+            continue
+        if on_stage:
+            on_stage(st.name, None, False)
+        t0 = time.time()
+        report = st.fn()
+        if not report.seconds:
+            report.seconds = time.time() - t0
+        write_json(stamp, {"key": key, "finished": time.time()})
+        results.append((st.name, report, False))
+        if on_stage:
+            on_stage(st.name, report, False)
+    return results

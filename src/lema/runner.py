@@ -1,0 +1,64 @@
+"""``lema run``: every stage in order with a live display, then the summary."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from .config import Config
+from .pipeline import paths, run_all
+from .report import redact_uri
+
+
+def summary_table(summary: dict, reports: list[tuple[str, object, bool]]) -> list[Table]:
+    stages = Table(title="Stages", show_lines=False)
+    for col in ("stage", "in", "out", "quarantined", "time", "status"):
+        stages.add_column(col, justify="right" if col in ("in", "out", "quarantined", "time") else "left")
+    for name, rep, skipped in reports:
+        if skipped or rep is None:
+            stages.add_row(name, "", "", "", "", "[dim]skipped (unchanged)[/]")
+        else:
+            stages.add_row(name, str(rep.n_in), str(rep.n_out), str(rep.n_quarantined), f"{rep.seconds:.0f}s",
+                           "[green]done[/]")
+    acc = Table(title="CoT-only vs LeMa (greedy pass@1)")
+    for col in ("eval set", "n", "CoT-only", "LeMa", "diff", "95% CI", "McNemar p"):
+        acc.add_column(col)
+    for s, cmp in summary["comparison"].items():
+        m = summary["metrics"]
+        acc.add_row(s, str(cmp["n"]), f"{100 * m['cot'][s]['accuracy']:.1f}%", f"{100 * m['lema'][s]['accuracy']:.1f}%",
+                    f"{100 * cmp['diff']:+.1f}", f"[{100 * cmp['ci95'][0]:+.1f}, {100 * cmp['ci95'][1]:+.1f}]",
+                    f"{cmp['p_mcnemar']:.3f}")
+    return [stages, acc]
+
+
+def run_with_display(cfg: Config, force: bool = False) -> int:
+    console = Console()
+    t0 = time.time()
+
+    def on_stage(name, report, skipped):
+        if skipped:
+            console.print(f"[dim]- {name}: unchanged, skipped[/]")
+        elif report is None:
+            console.rule(f"[bold cyan]{name}")
+        else:
+            console.print(f"[green]OK[/] {name}: in {report.n_in} -> out {report.n_out}"
+                          + (f", quarantined {report.n_quarantined}" if report.n_quarantined else "")
+                          + f" ({report.seconds:.0f}s)")
+
+    results = run_all(cfg, on_stage, force=force)
+    p = paths(cfg)
+    summary = json.loads((p.root / "summary.json").read_text())
+    console.rule("[bold]lema run summary")
+    for table in summary_table(summary, results):
+        console.print(table)
+    f = summary["funnel"]
+    console.print("Funnel: " + " -> ".join(f"{k} {v}" for k, v in f.items()))
+    reg = summary.get("registry") or {}
+    if reg:
+        console.print(f"Registry: model [bold]{reg['model_name']}[/] versions {reg['versions']}, "
+                      f"champion = [bold]{reg['champion']}[/] at {redact_uri(reg['tracking_uri'])}")
+    console.print(f"Artifacts: {p.root}/  Report: {summary['report']}  ({time.time() - t0:.0f}s)")
+    return 0

@@ -1,0 +1,123 @@
+"""Validate stage: a Great Expectations suite over corrections.
+
+Checks that need lema's own logic (answer equivalence, step counting) become
+derived columns first; GE then owns the verdicts, the per-row failure lists
+and the machine-readable result.  Failing rows go to quarantine with the
+names of every expectation they failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+from .answers import answers_equal, extract_answer
+from .correct import parse_correction
+from .jsonl import iter_jsonl, write_json, write_jsonl
+from .records import Correction, Quarantined, StageReport
+from .steps import split_steps
+
+THREE_PARTS = (r"(?is)^\W*incorrect\s*step\W*(?:step\s*)?\d+.*?\n\W*explanation\W*\S.*?"
+               r"\n\W*correct(?:ed)?\s*solution\W*\S")
+
+
+class ValidationFailed(RuntimeError):
+    """The share of valid corrections fell below the configured floor."""
+
+
+def correction_frame(rows: list[Correction]):
+    import pandas as pd
+
+    records = []
+    for r in rows:
+        parsed = parse_correction(r.correction)
+        pred = extract_answer(r.corrected_solution, r.task)
+        records.append({
+            "id": r.id, "path": r.path, "correction": r.correction, "explanation": r.explanation,
+            "incorrect_step": r.incorrect_step, "n_path_steps": len(split_steps(r.path)),
+            "parsed_step_matches": parsed.incorrect_step == r.incorrect_step,
+            "explanation_not_copy": r.explanation.strip() not in r.corrected_solution,
+            "final_answer_is_gold": answers_equal(r.final_answer, r.gold_answer, r.task)
+            and answers_equal(pred, r.gold_answer, r.task),
+        })
+    return pd.DataFrame.from_records(records, columns=[
+        "id", "path", "correction", "explanation", "incorrect_step", "n_path_steps", "parsed_step_matches",
+        "explanation_not_copy", "final_answer_is_gold"])
+
+
+def correction_suite():
+    """The expectation suite; each expectation carries a short name in its meta."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    suite = gx.ExpectationSuite(name="lema_corrections")
+    for name, exp in [
+        ("three_parts_present", E.ExpectColumnValuesToMatchRegex(column="correction", regex=THREE_PARTS)),
+        ("incorrect_step_parsed", E.ExpectColumnValuesToBeInSet(column="parsed_step_matches", value_set=[True])),
+        ("incorrect_step_positive", E.ExpectColumnValuesToBeBetween(column="incorrect_step", min_value=1)),
+        ("incorrect_step_within_path", E.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="n_path_steps", column_B="incorrect_step", or_equal=True)),
+        ("explanation_non_empty", E.ExpectColumnValueLengthsToBeBetween(column="explanation", min_value=10)),
+        ("explanation_not_copy_of_solution", E.ExpectColumnValuesToBeInSet(column="explanation_not_copy",
+                                                                           value_set=[True])),
+        ("final_answer_equals_gold", E.ExpectColumnValuesToBeInSet(column="final_answer_is_gold",
+                                                                   value_set=[True])),
+        ("no_duplicate_corrections", E.ExpectCompoundColumnsToBeUnique(column_list=["id", "path", "correction"])),
+    ]:
+        exp.meta = {"name": name}
+        suite.add_expectation(exp)
+    return suite
+
+
+def run_suite(df, make_suite):
+    """Validate a dataframe; returns (GE result as dict, {row index: [failed expectation names]}).
+
+    ``make_suite`` is called after the (ephemeral) GE context exists, as GE 1.x requires.
+    """
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    ctx = gx.get_context(mode="ephemeral")
+    suite = make_suite()
+    asset = ctx.data_sources.add_pandas("lema").add_dataframe_asset("rows")
+    batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df})
+    result = batch.validate(ctx.suites.add(suite), result_format="COMPLETE")
+    failures: dict[int, list[str]] = {}
+    for r in result.results:
+        name = (r.expectation_config.meta or {}).get("name", r.expectation_config.type)
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            raise RuntimeError(f"expectation {name} could not run: {r.exception_info.get('exception_message')}")
+        for idx in r.result.get("unexpected_index_list") or []:
+            failures.setdefault(int(idx if not isinstance(idx, dict) else next(iter(idx.values()))), []).append(name)
+    return result.to_json_dict(), failures
+
+
+def run_validate(input_path: str | Path, output_path: str | Path, quarantine_path: str | Path,
+                 result_path: str | Path, min_pass_rate: float = 0.0) -> StageReport:
+    t0 = time.time()
+    rows = list(iter_jsonl(input_path, Correction))
+    if rows:
+        ge_result, failures = run_suite(correction_frame(rows), correction_suite)
+    else:
+        ge_result, failures = {"success": True, "results": [], "statistics": {}}, {}
+    valid = [r for i, r in enumerate(rows) if i not in failures]
+    quarantined = [Quarantined(stage="validate", reasons=sorted(set(failures[i])), record=rows[i].model_dump(),
+                               source=str(input_path)) for i in sorted(failures)]
+    write_jsonl(output_path, valid)
+    write_jsonl(quarantine_path, quarantined)
+    write_json(result_path, ge_result)
+    pass_rate = len(valid) / len(rows) if rows else 1.0
+    report = StageReport(stage="validate", n_in=len(rows), n_out=len(valid), n_quarantined=len(quarantined),
+                         seconds=time.time() - t0,
+                         details={"pass_rate": pass_rate,
+                                  "failed_expectations": dict(Counter(n for v in failures.values() for n in v))},
+                         outputs={"valid": str(output_path), "quarantine": str(quarantine_path),
+                                  "ge_result": str(result_path)})
+    if pass_rate < min_pass_rate:
+        raise ValidationFailed(f"validate: pass rate {pass_rate:.1%} is below the floor {min_pass_rate:.1%} "
+                               f"({len(quarantined)} of {len(rows)} rows quarantined in {quarantine_path})")
+    return report
