@@ -116,7 +116,7 @@ def extract_gsm8k(text: str) -> str | None:
 
 
 _MATH_ANSWER_IS = re.compile(
-    r"(?:final\s+answer\s+is|the\s+answer\s+is|final\s+answer\s*:|answer\s*:)\s*(.+)", re.IGNORECASE
+    r"(?:final\s+answer\s+is|the\s+answer\s+is|final\s+answer\s*:|answer\s*:)\s*", re.IGNORECASE
 )
 
 
@@ -127,7 +127,7 @@ def extract_math(text: str) -> str | None:
     matches = list(_MATH_ANSWER_IS.finditer(text))
     if not matches:
         return None
-    ans = matches[-1].group(1).strip()
+    ans = text[matches[-1].end() :].strip()
     ans = re.split(r"\.\s+I hope|\n", ans)[0].strip()
     ans = ans.rstrip(".").strip()
     if ans.startswith("$") and ans.endswith("$") and len(ans) > 1:

@@ -93,7 +93,7 @@ def claims(step: str) -> list[Claim]:
         except ValueError:
             continue
         if actual is not None:
-            out.append(Claim(expression=" ".join(lhs.split()), stated=stated, actual=actual))
+            out.append(Claim(expression=" ".join(lhs.replace("$", "").split()), stated=stated, actual=actual))
     return out
 
 

@@ -101,7 +101,7 @@ class ReferenceCorrector:
         gold_steps = solution_steps(wp.gold_solution, wp.gold_answer, wp.task)
         quantities = set(numbers_in(wp.question)) | set(numbers_in(wp.gold_solution))
         quantities |= {n for s in gold_steps for n in numbers_in(s)}
-        found = None
+        found, checked = None, 0
         for k, step in enumerate(steps, start=1):
             slip = first_slip(step)
             if slip is not None:
@@ -111,6 +111,7 @@ class ReferenceCorrector:
             value = _step_result(step, wp.task)
             if value is None:
                 continue
+            checked += 1
             if _is_answer_step(step):
                 if not answers_equal(extract_answer(step, wp.task), wp.gold_answer, wp.task):
                     found = (k, f"Step {k} concludes that the answer is {value}, but the quantities "
@@ -120,6 +121,8 @@ class ReferenceCorrector:
             if value not in quantities:
                 found = (k, None)
                 break
+        if found is None and checked == 0:
+            return Outcome(None, "could not localise: no step states a result to check")
         if found is None:
             return Outcome(None, "could not localise: every step checks out against the reference quantities")
         k, explanation = found

@@ -29,32 +29,42 @@ def split_steps(text: str) -> list[str]:
                 body = text[m.end() : end].strip()
                 if body:
                     steps.append(body)
-            head = text[: marks[0].start()].strip()
-            return ([head] if head and pattern is _STEP_MARK and len(head) > 40 else []) + steps
+            return _with_head(text[: marks[0].start()], steps)
     marks = list(_NUMBERED.finditer(text))
     if len(marks) >= 2:
         steps = [text[m.end() : (marks[i + 1].start() if i + 1 < len(marks) else len(text))].strip()
                  for i, m in enumerate(marks)]
-        head = text[: marks[0].start()].strip()
         tail_lines = steps[-1].split("\n")
         if len(tail_lines) > 1:  # a conclusion after the list is a step of its own
             steps[-1] = tail_lines[0].strip()
             steps.append(" ".join(t.strip() for t in tail_lines[1:] if t.strip()))
-        return [s for s in ([head] if head else []) + steps if s]
+        return _with_head(text[: marks[0].start()], [s for s in steps if s])
     lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
     if len(lines) >= 2:
         return lines
     return split_sentences(text)
 
 
+def _with_head(head: str, steps: list[str]) -> list[str]:
+    """Text before the first marker is a step only if it computes something ("Sure! Let's see." is not)."""
+    head = head.strip()
+    return ([head] if head and re.search(r"\d", head) else []) + steps
+
+
+def _uses_latex(text: str) -> bool:
+    """Currency ("$12") is not math mode; "$x$", "$\\frac..$" are."""
+    return "\\" in text or bool(re.search(r"\$[^$\d\s.,]", text))
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences, never breaking inside $...$ math or inside decimals like 3.5."""
+    latex = _uses_latex(text)
     out, buf, in_math = [], [], False
     i = 0
     while i < len(text):
         ch = text[i]
         buf.append(ch)
-        if ch == "$" and (i == 0 or text[i - 1] != "\\"):
+        if latex and ch == "$" and (i == 0 or text[i - 1] != "\\"):
             in_math = not in_math
         elif ch in ".!?" and not in_math:
             nxt = text[i + 1 : i + 3]

@@ -1,0 +1,101 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lema.answers import is_correct
+from lema.arith import claims, first_slip
+from lema.correct import ReferenceCorrector, parse_correction, render_correction, run_correct
+from lema.jsonl import read_jsonl, read_raw
+from lema.records import Correction, WrongPath
+from lema.steps import format_steps, split_steps
+
+from .conftest import FIXTURES
+
+FOREIGN = FIXTURES / "foreign_wrong_paths.jsonl"
+
+
+@pytest.mark.parametrize("text,n", [
+    ("Step 1: a = 1\nStep 2: b = 2\nStep 3: The answer is 3.", 3),
+    ("**Step 1:** x\n\n**Step 2**: y", 2),
+    ("Sure!\n1. first 1\n2. second 2\nThe answer is 2.", 3),
+    ("She had 5 apples. She ate 2.5 of them. Now she has 2.5 left.", 3),
+    ("The area is $3.5 \\cdot 2 = 7$. So the answer is $7$.", 2),
+    ("", 0),
+])
+def test_split_steps_styles(text, n):
+    assert len(split_steps(text)) == n
+
+
+def test_arithmetic_claims():
+    assert first_slip("so 3 x 4 = 13 apples").describe() == "3 x 4 = 13"
+    assert first_slip("(3 + 4) * 2 = 14 and 10 / 3 = 3.33") is None
+    assert claims("20% of 50 = 10") == []  # prose is not an expression
+    assert claims("x = 5") == []
+    assert first_slip("$1,200 - 200 = $1,100").describe() == "1,200 - 200 = 1100"
+
+
+@pytest.mark.parametrize("row", [r for r in read_raw(FOREIGN)], ids=lambda r: r["id"])
+def test_reference_corrector_on_other_models_outputs(row):
+    out = ReferenceCorrector().correct_one(WrongPath(**row))
+    if row["expected_step"] is None:
+        assert out.correction is None and out.reason
+        return
+    c = out.correction
+    assert c is not None, out.reason
+    assert c.incorrect_step == row["expected_step"]
+    assert c.corrected_solution.startswith(f"Step {row['expected_step']}:")
+    assert is_correct(c.corrected_solution, row["gold_answer"], "gsm8k")
+    assert c.final_answer == row["gold_answer"]
+    if row["expected_kind"] == "arithmetic":
+        assert "claims" in c.explanation and " but " in c.explanation
+    parsed = parse_correction(c.correction)
+    assert (parsed.incorrect_step, parsed.explanation, parsed.corrected_solution) == (
+        c.incorrect_step, c.explanation, c.corrected_solution)
+
+
+@pytest.mark.parametrize("text", [
+    "Incorrect Step: Step 2.\nExplanation: wrong sum.\nCorrect Solution:\nStep 2: 1 + 1 = 2\nStep 3: The answer is 2.",
+    "**Incorrect step:** step 2:\n**Explanation:** wrong sum.\n**Correct solution:**\nStep 2: 1 + 1 = 2\nStep 3: The answer is 2.",
+    "incorrect step 2\nEXPLANATION - wrong sum.\nCorrected Solution:\nStep 2: 1 + 1 = 2\nStep 3: The answer is 2.",
+    "## Incorrect Step: 2\n## Explanation: wrong sum.\n## Correct Solution:\nStep 2: 1 + 1 = 2\nStep 3: The answer is 2.",
+])
+def test_parse_correction_is_tolerant(text):
+    p = parse_correction(text)
+    assert p.incorrect_step == 2
+    assert p.explanation.strip(" -") == "wrong sum."
+    assert p.corrected_solution.startswith("Step 2: 1 + 1 = 2")
+
+
+def test_parse_correction_missing_parts():
+    p = parse_correction("I think the answer is 4.")
+    assert p.incorrect_step is None and p.explanation == "" and p.corrected_solution == ""
+
+
+def test_correct_cli_on_any_file(tmp_path):
+    out, quarantine = tmp_path / "out.jsonl", tmp_path / "q.jsonl"
+    res = subprocess.run([sys.executable, "-m", "lema.cli", "correct", "--corrector", "reference", "--input",
+                          str(FOREIGN), "--output", str(out), "--quarantine", str(quarantine)],
+                         capture_output=True, text=True, check=True)
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    n = len(read_raw(FOREIGN))
+    assert report["n_in"] == n and report["n_out"] + report["n_quarantined"] == n
+    corrections = read_jsonl(out, Correction)
+    assert len(corrections) == report["n_out"] == 6
+    q = read_raw(quarantine)
+    assert {r["record"]["id"] for r in q} == {"empty", "no-numbers"}
+    assert all(r["reasons"] and r["stage"] == "correct" for r in q)
+    assert report["details"]["incorrect_step_histogram"] == {"2": 4, "3": 2}
+
+
+def test_run_correct_counts_in_equal_out(tmp_path):
+    rows = read_jsonl(FOREIGN, WrongPath)
+    report = run_correct(FOREIGN, tmp_path / "c.jsonl", tmp_path / "q.jsonl", ReferenceCorrector())
+    assert report.n_in == len(rows) == report.n_out + report.n_quarantined
+
+
+def test_render_format_round_trip():
+    text = render_correction(3, "because.", format_steps(["x = 1", "The answer is 1."], start=3))
+    assert text.splitlines()[0] == "Incorrect Step: Step 3."
+    assert parse_correction(text).incorrect_step == 3

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from lema.correct import ReferenceCorrector
+from lema.jsonl import read_raw, write_jsonl
+from lema.records import WrongPath
+from lema.validate import ValidationFailed, run_validate
+
+from .conftest import FIXTURES
+
+
+@pytest.fixture()
+def corrections():
+    rows = [WrongPath(**r) for r in read_raw(FIXTURES / "foreign_wrong_paths.jsonl")]
+    return [o.correction for o in ReferenceCorrector().correct(rows) if o.correction]
+
+
+def test_valid_corrections_pass_the_suite(tmp_path, corrections):
+    src = tmp_path / "c.jsonl"
+    write_jsonl(src, corrections)
+    rep = run_validate(src, tmp_path / "v.jsonl", tmp_path / "q.jsonl", tmp_path / "ge.json")
+    assert (rep.n_in, rep.n_out, rep.n_quarantined) == (len(corrections), len(corrections), 0)
+    ge = json.loads((tmp_path / "ge.json").read_text())
+    assert ge["success"] is True and ge["statistics"]["evaluated_expectations"] == 8
+
+
+def test_bad_corrections_are_quarantined_with_expectation_names(tmp_path, corrections):
+    good = corrections[0]
+    bad = [
+        good.model_copy(update={"final_answer": "73", "corrected_solution": "Step 2: The answer is 73.",
+                                "correction": good.correction.replace("The answer is 72", "The answer is 73")}),
+        good.model_copy(update={"incorrect_step": 9, "correction": good.correction.replace("Step 2.", "Step 9.")}),
+        good.model_copy(update={"correction": "Step 2 is wrong. The answer is 72.", "explanation": ""}),
+        good.model_copy(update={"explanation": "Step 2: Natalia sold 48/2 = 24 clips in May."}),
+    ]
+    rows = [good] + bad + [good]  # the duplicate of `good` is caught too
+    src = tmp_path / "c.jsonl"
+    write_jsonl(src, rows)
+    rep = run_validate(src, tmp_path / "v.jsonl", tmp_path / "q.jsonl", tmp_path / "ge.json")
+    assert rep.n_in == len(rows) == rep.n_out + rep.n_quarantined
+    q = read_raw(tmp_path / "q.jsonl")
+    reasons = [set(r["reasons"]) for r in q]
+    assert "final_answer_equals_gold" in reasons[0]
+    assert "incorrect_step_within_path" in reasons[1]
+    assert {"three_parts_present", "explanation_non_empty"} <= reasons[2]
+    assert "explanation_not_copy_of_solution" in reasons[3]
+    assert any("no_duplicate_corrections" in r for r in reasons)
+    assert rep.details["failed_expectations"]["final_answer_equals_gold"] == 1
+
+
+def test_pass_rate_floor_fails_loudly(tmp_path, corrections):
+    broken = [c.model_copy(update={"final_answer": "0"}) for c in corrections]
+    src = tmp_path / "c.jsonl"
+    write_jsonl(src, broken)
+    with pytest.raises(ValidationFailed, match="below the floor"):
+        run_validate(src, tmp_path / "v.jsonl", tmp_path / "q.jsonl", tmp_path / "ge.json", min_pass_rate=0.5)
+    assert len(read_raw(tmp_path / "q.jsonl")) == len(broken)  # quarantine written before failing
