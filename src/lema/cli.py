@@ -86,6 +86,26 @@ def cmd_run(args) -> int:
     return run_with_display(_config(args), force=args.force)
 
 
+def cmd_pipeline(args) -> int:
+    from . import kfp_cli
+
+    config = args.config or "params.yaml"
+    if args.action == "compile":
+        out = kfp_cli.compile_pipeline(config, args.out, num_shards=args.shards, gpu=args.gpu)
+        print(f"compiled {out}")
+    elif args.action == "run":
+        if not args.local:
+            raise SystemExit("lema pipeline run needs --local (use `submit --host URL` for a cluster)")
+        kfp_cli.run_local(config, args.pipeline_root, num_shards=args.shards, data_dir=args.data_dir)
+        print(f"local pipeline run finished; artifacts under {args.pipeline_root}")
+    else:
+        if not args.host:
+            raise SystemExit("lema pipeline submit needs --host URL")
+        run = kfp_cli.submit(args.host, args.package)
+        print(f"submitted run {run.run_id}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lema", description="Learning from Mistakes: collect, correct, "
                                      "validate, fine-tune, evaluate, register.")
@@ -121,6 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     r = with_config(sub.add_parser("run", help="all stages; unchanged stages are skipped"))
     r.add_argument("--force", action="store_true", help="rerun every stage")
     r.set_defaults(fn=cmd_run)
+
+    k = sub.add_parser("pipeline", help="Kubeflow: compile, run locally, or submit to a cluster")
+    k.add_argument("action", choices=["compile", "run", "submit"])
+    k.add_argument("--config", default=None, help="lema config whose settings become pipeline defaults")
+    k.add_argument("--out", default="pipelines/lema_pipeline.yaml")
+    k.add_argument("--shards", type=int, default=2)
+    k.add_argument("--gpu", action="store_true", help="request one NVIDIA GPU for collect/train/evaluate")
+    k.add_argument("--local", action="store_true", help="run with kfp.local.SubprocessRunner")
+    k.add_argument("--pipeline-root", default="runs/kfp-local")
+    k.add_argument("--data-dir", default="data")
+    k.add_argument("--host", help="KFP API endpoint for submit")
+    k.add_argument("--package", default="pipelines/lema_pipeline.yaml")
+    k.set_defaults(fn=cmd_pipeline)
 
     args = parser.parse_args(argv)
     from .jsonl import DataError

@@ -215,6 +215,10 @@ def stage_report(cfg: Config) -> StageReport:
     path = write_report(p.report, funnel=funnel_counts(cfg), metrics=metrics,
                         step_histogram=step_histogram(corrections), losses=losses, stages=stages,
                         registry=registry, comparison=cmp)
+    # Tabular copies for `dvc plots show`.
+    write_json(p.report / "funnel.json", {"funnel": [{"step": k, "rows": v} for k, v in funnel_counts(cfg).items()]})
+    write_json(p.report / "accuracy.json", {"accuracy": [
+        {"model": f"{v}:{s}", "accuracy": m["accuracy"]} for v, sets in metrics.items() for s, m in sets.items()]})
     summary = {"funnel": funnel_counts(cfg), "metrics": metrics, "comparison": cmp, "registry": registry,
                "report": str(path)}
     write_json(p.root / "summary.json", summary)
