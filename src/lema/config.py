@@ -58,13 +58,39 @@ class GeneratorConfig(_Strict):
     base_url: str | None = None  # openai backend; the key is always OPENAI_API_KEY
 
 
+class PriceConfig(_Strict):
+    """US dollars per million tokens."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+
+class BudgetConfig(_Strict):
+    """Caps for paid calls; the stage stops cleanly when one is reached (None = no cap)."""
+
+    max_requests: int | None = None
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+
 class CorrectorConfig(_Strict):
     kind: Literal["reference", "llm", "hybrid"] = "reference"
     model: str | None = None
-    base_url: str | None = None
-    temperature: float = 0.0
+    base_url: str | None = None  # default: OPENAI_BASE_URL; the key is only ever OPENAI_API_KEY
+    api: Literal["chat", "completions"] = "chat"
+    temperature: float = 0.7
+    top_p: float = 1.0
     max_tokens: int = 768
     shots: int = 2
+    n: int = 3  # attempts per wrong path; the first that validates is kept
+    concurrency: int = 32
+    timeout_s: float = 60.0
+    max_retries: int = 6
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    prices: dict[str, PriceConfig] = {"gpt-4o": PriceConfig(input=2.5, output=10.0),
+                                      "gpt-4o-mini": PriceConfig(input=0.15, output=0.6)}
+    budget: BudgetConfig = BudgetConfig()
 
 
 class ValidateConfig(_Strict):

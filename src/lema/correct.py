@@ -28,6 +28,7 @@ from .steps import answer_step, format_steps, solution_steps, split_steps
 class Outcome:
     correction: Correction | None
     reason: str | None = None
+    kind: str | None = None  # reference corrector: "arithmetic", "quantity" or "answer"
 
 
 class Corrector(Protocol):
@@ -101,10 +102,11 @@ class ReferenceCorrector:
         gold_steps = solution_steps(wp.gold_solution, wp.gold_answer, wp.task)
         quantities = set(numbers_in(wp.question)) | set(numbers_in(wp.gold_solution))
         quantities |= {n for s in gold_steps for n in numbers_in(s)}
-        found, checked = None, 0
+        found, checked, kind = None, 0, None
         for k, step in enumerate(steps, start=1):
             slip = first_slip(step)
             if slip is not None:
+                kind = "arithmetic"
                 found = (k, f"Step {k} claims {slip.describe()}, but {slip.expression} is "
                             f"{fmt(slip.actual)}. Every later step inherits this miscalculation.")
                 break
@@ -114,11 +116,13 @@ class ReferenceCorrector:
             checked += 1
             if _is_answer_step(step):
                 if not answers_equal(extract_answer(step, wp.task), wp.gold_answer, wp.task):
+                    kind = "answer"
                     found = (k, f"Step {k} concludes that the answer is {value}, but the quantities "
                                 f"established so far do not lead to it: the question asks for a different "
                                 f"quantity, and the reasoning stops before computing it.")
                 break
             if value not in quantities:
+                kind = "quantity"
                 found = (k, None)
                 break
         if found is None and checked == 0:
@@ -140,7 +144,7 @@ class ReferenceCorrector:
         return Outcome(Correction(**wp.model_dump(), incorrect_step=k, explanation=explanation,
                                   corrected_solution=corrected, final_answer=wp.gold_answer,
                                   correction=render_correction(k, explanation, corrected),
-                                  corrector=self.name, correction_prompt_hash=self.prompt_hash))
+                                  corrector=self.name, correction_prompt_hash=self.prompt_hash), kind=kind)
 
 
 def make_corrector(kind: str, **options) -> Corrector:
@@ -169,10 +173,12 @@ def run_correct(input_path: str | Path, output_path: str | Path, quarantine_path
     write_jsonl(output_path, corrections)
     write_jsonl(quarantine_path, quarantined)
     reasons = Counter(q.reasons[0].split(":")[0] for q in quarantined)
+    extra = corrector.report_details() if hasattr(corrector, "report_details") else {}
     report = StageReport(stage="correct", n_in=len(paths), n_out=len(corrections),
                          n_quarantined=len(quarantined), seconds=time.time() - t0,
                          details={"corrector": corrector.name, "unlocalised_reasons": dict(reasons),
-                                  "incorrect_step_histogram": dict(Counter(c.incorrect_step for c in corrections))},
+                                  "incorrect_step_histogram": dict(Counter(c.incorrect_step for c in corrections)),
+                                  **extra},
                          outputs={"corrections": str(output_path), "quarantine": str(quarantine_path)})
     if report_path:
         write_json(report_path, report)

@@ -1,0 +1,167 @@
+"""A loopback stand-in for a paid OpenAI-compatible API, with injected faults.
+
+Speaks the real wire protocol (POST /v1/chat/completions and /v1/completions,
+JSON bodies, `usage`, `Retry-After`) so the real `openai` SDK talks to it.
+Faults are drawn per request at configured rates: 429 with Retry-After, 500,
+responses slower than the client's timeout, truncated bodies, non-JSON bodies,
+and well-formed but useless answers.  The server counts the successful
+responses it delivered per prompt, which is what a paid API would bill.
+
+    python tests/openai_fault_server.py --port 8123 --latency 0.2    # for the benchmark
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Faults:
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_slow: float = 0.0
+    rate_truncated: float = 0.0
+    rate_nonjson: float = 0.0
+    rate_malformed: float = 0.0
+    slow_seconds: float = 3.0
+    retry_after: float = 0.05
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    delivered: Counter = field(default_factory=Counter)  # prompt -> successful responses delivered
+    faults: Counter = field(default_factory=Counter)
+
+
+def answer_for(prompt: str, malformed: bool) -> str:
+    """A correction in lema's format, using the last 'Correct answer:' in the prompt."""
+    gold = re.findall(r"Correct answer: (.+)", prompt)
+    if malformed or not gold:
+        return "I think the student did fine overall, but I am not sure."
+    return (f"**Incorrect Step:** Step 1.\n**Explanation:** The first step misreads what the question asks for.\n"
+            f"**Correct Solution:**\nStep 1: The answer is {gold[-1].strip()}.")
+
+
+class FaultServer:
+    def __init__(self, faults: Faults | None = None, latency: float = 0.0, seed: int = 0, host: str = "127.0.0.1",
+                 port: int = 0):
+        self.faults = faults or Faults()
+        self.latency = latency
+        self.rng = random.Random(seed)
+        self.stats = Stats()
+        self.host, self.port = host, port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- protocol ------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        chat = request.path.endswith("/chat/completions")
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        self.stats.requests += 1
+        f = self.faults
+        draw = self.rng.random()
+        edges = [("429", f.rate_429), ("500", f.rate_500), ("slow", f.rate_slow), ("truncated", f.rate_truncated),
+                 ("nonjson", f.rate_nonjson)]
+        fault, acc = None, 0.0
+        for name, rate in edges:
+            acc += rate
+            if draw < acc:
+                fault = name
+                break
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if fault:
+            self.stats.faults[fault] += 1
+        if fault == "429":
+            return web.json_response({"error": {"message": "rate limited", "type": "rate_limit_error"}}, status=429,
+                                     headers={"Retry-After": str(f.retry_after)})
+        if fault == "500":
+            return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
+        if fault == "nonjson":
+            return web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+        if fault == "slow":
+            await asyncio.sleep(f.slow_seconds)
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=499)  # the client gave up; nothing was delivered
+        malformed = self.rng.random() < f.rate_malformed
+        text = answer_for(prompt, malformed)
+        n_prompt, n_completion = len(prompt.split()), len(text.split())
+        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"} if chat
+                  else {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None})
+        payload = {"id": f"cmpl-{self.stats.requests}", "object": "chat.completion" if chat else "text_completion",
+                   "created": int(time.time()), "model": body.get("model", "fake"), "choices": [choice],
+                   "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_completion,
+                             "total_tokens": n_prompt + n_completion}}
+        data = json.dumps(payload).encode()
+        if fault == "truncated":
+            resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            resp.content_length = len(data)
+            await resp.prepare(request)
+            await resp.write(data[: len(data) // 2])
+            request.transport.close()
+            return resp
+        if request.transport is None or request.transport.is_closing():
+            return web.Response(status=499)  # the client is gone: nothing delivered, nothing billed
+        self.stats.delivered[prompt] += 1
+        return web.Response(body=data, content_type="application/json")
+
+    # -- lifecycle -------------------------------------------------------------
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.handle)
+        app.router.add_post("/v1/completions", self.handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    def start(self) -> FaultServer:
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._start())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._runner:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=8123)
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--seconds", type=float, default=600, help="stop by itself after this long")
+    a = ap.parse_args()
+    server = FaultServer(latency=a.latency, port=a.port).start()
+    print(f"listening on {server.url}", flush=True)
+    time.sleep(a.seconds)
+    server.stop()
