@@ -22,7 +22,7 @@ def test_valid_corrections_pass_the_suite(tmp_path, corrections):
     rep = run_validate(src, tmp_path / "v.jsonl", tmp_path / "q.jsonl", tmp_path / "ge.json")
     assert (rep.n_in, rep.n_out, rep.n_quarantined) == (len(corrections), len(corrections), 0)
     ge = json.loads((tmp_path / "ge.json").read_text())
-    assert ge["success"] is True and ge["statistics"]["evaluated_expectations"] == 8
+    assert ge["success"] is True and ge["statistics"]["evaluated_expectations"] == 9
 
 
 def test_bad_corrections_are_quarantined_with_expectation_names(tmp_path, corrections):
@@ -56,3 +56,32 @@ def test_pass_rate_floor_fails_loudly(tmp_path, corrections):
     with pytest.raises(ValidationFailed, match="below the floor"):
         run_validate(src, tmp_path / "v.jsonl", tmp_path / "q.jsonl", tmp_path / "ge.json", min_pass_rate=0.5)
     assert len(read_raw(tmp_path / "q.jsonl")) == len(broken)  # quarantine written before failing
+
+
+def test_leakage_into_evaluation_sets_is_quarantined_and_data_docs_are_built(tmp_path, corrections):
+    from lema.data import load_bundled
+
+    from .conftest import DATA
+
+    test_q = load_bundled("gsm8k/test", DATA)[0].question
+    leaked = corrections[0].model_copy(update={"question": test_q + " Explain."})
+    src = tmp_path / "c.jsonl"
+    write_jsonl(src, [leaked] + corrections[1:])
+    rep = run_validate(src, tmp_path / "v.jsonl", tmp_path / "q.jsonl", tmp_path / "ge.json",
+                       eval_questions=[test_q, "An unrelated question about trains and apples today."],
+                       docs_dir=tmp_path / "docs")
+    q = read_raw(tmp_path / "q.jsonl")
+    assert [r["record"]["question"] for r in q] == [leaked.question]
+    assert "no_test_set_leakage" in q[0]["reasons"]
+    assert rep.n_out == len(corrections) - 1
+    html = list((tmp_path / "docs").rglob("*.html"))
+    assert (tmp_path / "docs" / "index.html").exists() and len(html) >= 3
+    assert "lema_corrections" in (tmp_path / "docs" / "index.html").read_text()
+
+
+def test_ngram_overlap_measure():
+    from lema.validate import NgramIndex
+
+    idx = NgramIndex(["Tom has five red apples and gives two of them to his sister Mary today"], n=4)
+    assert idx.max_overlap("tom has five red apples and gives two of them to his sister mary today") == 1.0
+    assert idx.max_overlap("A completely different question about the speed of a train") == 0.0

@@ -95,6 +95,9 @@ class CorrectorConfig(_Strict):
 
 class ValidateConfig(_Strict):
     min_pass_rate: float = 0.0
+    leakage_ngram: int = 8           # word n-grams compared against every evaluation question
+    leakage_threshold: float = 0.5   # max share of a training question's n-grams found in one eval question
+    data_docs: bool = True
 
 
 class SFTConfigModel(_Strict):

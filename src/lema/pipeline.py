@@ -73,10 +73,12 @@ def train_problems(cfg: Config, limit: int | None):
             for p in load_split(f"{t}/train", cfg.data.source, cfg.data.dir, limit)]
 
 
-def eval_sets(cfg: Config):
+def eval_sets(cfg: Config, full: bool = False):
+    """Evaluation problems per set; `full` ignores the configured subset sizes (for leakage checks)."""
     from .data import load_split
 
-    return {name: load_split(name, cfg.data.source, cfg.data.dir, limit) for name, limit in cfg.data.eval_sets.items()}
+    return {name: load_split(name, cfg.data.source, cfg.data.dir, None if full else limit)
+            for name, limit in cfg.data.eval_sets.items()}
 
 
 # ---- stages -----------------------------------------------------------------
@@ -113,9 +115,13 @@ def stage_validate(cfg: Config) -> StageReport:
     from .validate import run_validate
 
     p = paths(cfg)
+    v = cfg.validate_
+    eval_questions = [q.question for problems in eval_sets(cfg, full=True).values() for q in problems]
     report = run_validate(p.correct / "corrections.jsonl", p.validate / "valid.jsonl",
-                          p.validate / "quarantine.jsonl", p.validate / "ge_result.json",
-                          cfg.validate_.min_pass_rate)
+                          p.validate / "quarantine.jsonl", p.validate / "ge_result.json", v.min_pass_rate,
+                          eval_questions=eval_questions, leakage_ngram=v.leakage_ngram,
+                          leakage_threshold=v.leakage_threshold,
+                          docs_dir=p.validate / "data_docs" if v.data_docs else None)
     write_json(p.validate / "report.json", report)
     return report
 
@@ -182,7 +188,8 @@ def stage_register(cfg: Config) -> StageReport:
         candidates, uri=tracking_uri(cfg.register_.tracking_uri, cfg.run_dir), experiment=cfg.register_.experiment,
         model_name=cfg.register_.model_name, primary_metric=cfg.register_.primary_metric,
         params=cfg.model_dump(mode="json", by_alias=True),
-        run_artifacts=[p.validate / "ge_result.json", p.correct / "report.json", p.collect / "report.json"],
+        run_artifacts=[p.validate / "ge_result.json", p.validate / "data_docs", p.correct / "report.json",
+                       p.collect / "report.json"],
         stage_metrics={f"funnel.{k.replace(' ', '_')}": v for k, v in funnel.items()},
         tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys())})
     write_json(p.register / "report.json", report)
@@ -222,6 +229,10 @@ def stage_report(cfg: Config) -> StageReport:
     summary = {"funnel": funnel_counts(cfg), "metrics": metrics, "comparison": cmp, "registry": registry,
                "report": str(path)}
     write_json(p.root / "summary.json", summary)
+    if registry:
+        from .register import log_report
+
+        log_report(registry, p.report)
     return StageReport(stage="report", n_in=len(stages), n_out=1, outputs={"report": str(path)})
 
 

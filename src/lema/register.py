@@ -99,3 +99,12 @@ def register_models(candidates: list[dict[str, Any]], *, uri: str, experiment: s
                        details={"tracking_uri": uri, "model_name": model_name, "versions": versions,
                                 "run_ids": run_ids, "champion": best, "scores": scores,
                                 "primary_metric": primary_metric})
+
+
+def log_report(registry: dict, report_dir: str | Path) -> None:
+    """Attach the run report (Markdown + plots) to every registered variant's MLflow run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=registry["tracking_uri"])
+    for run_id in registry.get("run_ids", {}).values():
+        client.log_artifacts(run_id, str(report_dir), artifact_path="report")

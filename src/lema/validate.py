@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,6 +23,32 @@ from .steps import split_steps
 
 THREE_PARTS = (r"(?is)^\W*incorrect\s*step\W*(?:step\s*)?\d+.*?\n\W*explanation\W*\S.*?"
                r"\n\W*correct(?:ed)?\s*solution\W*\S")
+
+
+class NgramIndex:
+    """Word n-grams of the evaluation questions, to measure how much of a training
+    question appears verbatim in any one of them (normalised: lowercase, no punctuation)."""
+
+    def __init__(self, questions: list[str], n: int = 8):
+        self.n = n
+        self.index: dict[tuple[str, ...], set[int]] = {}
+        for i, q in enumerate(questions):
+            for g in self.grams(q):
+                self.index.setdefault(g, set()).add(i)
+
+    def grams(self, text: str) -> set[tuple[str, ...]]:
+        words = re.sub(r"[^\w\s]", " ", text.lower()).split()
+        if len(words) < self.n:
+            return {tuple(words)} if words else set()
+        return {tuple(words[i : i + self.n]) for i in range(len(words) - self.n + 1)}
+
+    def max_overlap(self, text: str) -> float:
+        """Largest share of the text's n-grams found in a single evaluation question."""
+        grams = self.grams(text)
+        if not grams or not self.index:
+            return 0.0
+        hits = Counter(i for g in grams for i in self.index.get(g, ()))
+        return max(hits.values(), default=0) / len(grams)
 
 
 class ValidationFailed(RuntimeError):
@@ -51,7 +78,7 @@ def correction_frame(rows: list[Correction]):
     return df
 
 
-def correction_suite():
+def correction_suite(leakage_threshold: float = 1.0):
     """The expectation suite; each expectation carries a short name in its meta."""
     import great_expectations as gx
 
@@ -69,26 +96,42 @@ def correction_suite():
         ("final_answer_equals_gold", E.ExpectColumnValuesToBeInSet(column="final_answer_is_gold",
                                                                    value_set=[True])),
         ("no_duplicate_corrections", E.ExpectColumnValuesToBeInSet(column="first_copy", value_set=[True])),
+        ("no_test_set_leakage", E.ExpectColumnValuesToBeBetween(column="eval_overlap", min_value=0.0,
+                                                                max_value=leakage_threshold)),
     ]:
         exp.meta = {"name": name}
         suite.add_expectation(exp)
     return suite
 
 
-def run_suite(df, make_suite):
+def run_suite(df, make_suite, docs_dir: str | Path | None = None):
     """Validate a dataframe; returns (GE result as dict, {row index: [failed expectation names]}).
 
-    ``make_suite`` is called after the (ephemeral) GE context exists, as GE 1.x requires.
+    Runs as a GE checkpoint in a scratch file context so that Data Docs (HTML) are
+    built too; ``make_suite`` is called once that context exists, as GE 1.x requires.
     """
+    import shutil
+    import tempfile
+
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    ctx = gx.get_context(mode="ephemeral")
-    suite = make_suite()
-    asset = ctx.data_sources.add_pandas("lema").add_dataframe_asset("rows")
-    batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df})
-    result = batch.validate(ctx.suites.add(suite), result_format="COMPLETE")
+    with tempfile.TemporaryDirectory(prefix="lema-gx-") as project:
+        ctx = gx.get_context(mode="file", project_root_dir=project)
+        suite = ctx.suites.add(make_suite())
+        batch_def = ctx.data_sources.add_pandas("lema").add_dataframe_asset("rows") \
+            .add_batch_definition_whole_dataframe("all")
+        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=suite.name, data=batch_def, suite=suite))
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_dir else []
+        checkpoint = ctx.checkpoints.add(gx.Checkpoint(name=f"{suite.name}_checkpoint", validation_definitions=[vd],
+                                                       actions=actions, result_format="COMPLETE"))
+        run = checkpoint.run(batch_parameters={"dataframe": df})
+        result = next(iter(run.run_results.values()))
+        if docs_dir:
+            site = Path(project) / "gx" / "uncommitted" / "data_docs" / "local_site"
+            shutil.rmtree(docs_dir, ignore_errors=True)
+            shutil.copytree(site, docs_dir)
     failures: dict[int, list[str]] = {}
     for r in result.results:
         name = (r.expectation_config.meta or {}).get("name", r.expectation_config.type)
@@ -100,11 +143,16 @@ def run_suite(df, make_suite):
 
 
 def run_validate(input_path: str | Path, output_path: str | Path, quarantine_path: str | Path,
-                 result_path: str | Path, min_pass_rate: float = 0.0) -> StageReport:
+                 result_path: str | Path, min_pass_rate: float = 0.0, eval_questions: list[str] | None = None,
+                 leakage_ngram: int = 8, leakage_threshold: float = 0.5,
+                 docs_dir: str | Path | None = None) -> StageReport:
     t0 = time.time()
     rows = list(iter_jsonl(input_path, Correction))
     if rows:
-        ge_result, failures = run_suite(correction_frame(rows), correction_suite)
+        df = correction_frame(rows)
+        index = NgramIndex(eval_questions or [], leakage_ngram)
+        df["eval_overlap"] = [index.max_overlap(r.question) for r in rows]
+        ge_result, failures = run_suite(df, lambda: correction_suite(leakage_threshold), docs_dir)
     else:
         ge_result, failures = {"success": True, "results": [], "statistics": {}}, {}
     valid = [r for i, r in enumerate(rows) if i not in failures]
