@@ -42,6 +42,7 @@ class Stats:
     requests: int = 0
     delivered: Counter = field(default_factory=Counter)  # prompt -> successful responses delivered
     faults: Counter = field(default_factory=Counter)
+    batches_created: int = 0
 
 
 def answer_for(prompt: str, malformed: bool) -> str:
@@ -64,6 +65,9 @@ class FaultServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_delay = 0.5
 
     # -- protocol ------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -96,16 +100,7 @@ class FaultServer:
             await asyncio.sleep(f.slow_seconds)
             if request.transport is None or request.transport.is_closing():
                 return web.Response(status=499)  # the client gave up; nothing was delivered
-        malformed = self.rng.random() < f.rate_malformed
-        text = answer_for(prompt, malformed)
-        n_prompt, n_completion = len(prompt.split()), len(text.split())
-        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"} if chat
-                  else {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None})
-        payload = {"id": f"cmpl-{self.stats.requests}", "object": "chat.completion" if chat else "text_completion",
-                   "created": int(time.time()), "model": body.get("model", "fake"), "choices": [choice],
-                   "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_completion,
-                             "total_tokens": n_prompt + n_completion}}
-        data = json.dumps(payload).encode()
+        data = json.dumps(self.completion(body, chat, prompt)).encode()
         if fault == "truncated":
             resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
             resp.content_length = len(data)
@@ -118,11 +113,75 @@ class FaultServer:
         self.stats.delivered[prompt] += 1
         return web.Response(body=data, content_type="application/json")
 
+    def completion(self, body: dict, chat: bool, prompt: str) -> dict:
+        text = answer_for(prompt, self.rng.random() < self.faults.rate_malformed)
+        n_prompt, n_completion = len(prompt.split()), len(text.split())
+        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"} if chat
+                  else {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None})
+        return {"id": f"cmpl-{self.stats.requests}", "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()), "model": body.get("model", "fake"), "choices": [choice],
+                "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_completion,
+                          "total_tokens": n_prompt + n_completion}}
+
+    # -- Batch API -------------------------------------------------------------
+    async def upload_file(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        data = form["file"].file.read()
+        fid = f"file-{len(self.files) + 1}"
+        self.files[fid] = data
+        return web.json_response({"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                                  "filename": form["file"].filename, "purpose": form.get("purpose", "batch"),
+                                  "status": "processed"})
+
+    async def file_content(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.files[request.match_info["fid"]], content_type="application/octet-stream")
+
+    def _batch_obj(self, bid: str) -> dict:
+        b = self.batches[bid]
+        return {"id": bid, "object": "batch", "endpoint": b["endpoint"], "input_file_id": b["input_file_id"],
+                "completion_window": "24h", "status": b["status"], "created_at": b["created_at"],
+                "output_file_id": b.get("output_file_id"), "metadata": b.get("metadata"),
+                "request_counts": {"total": b["total"], "completed": b.get("done", 0), "failed": 0}}
+
+    async def create_batch(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        bid = f"batch_{len(self.batches) + 1}"
+        lines = [json.loads(x) for x in self.files[body["input_file_id"]].decode().splitlines() if x.strip()]
+        self.batches[bid] = {"endpoint": body["endpoint"], "input_file_id": body["input_file_id"],
+                             "status": "in_progress", "created_at": int(time.time()), "total": len(lines),
+                             "metadata": body.get("metadata")}
+        self.stats.batches_created += 1
+
+        async def finish():
+            await asyncio.sleep(self.batch_delay)
+            out = []
+            for line in lines:
+                chat = line["url"].endswith("/chat/completions")
+                req = line["body"]
+                prompt = req["messages"][-1]["content"] if chat else req["prompt"]
+                self.stats.delivered[prompt] += 1
+                out.append(json.dumps({"id": f"req-{len(out)}", "custom_id": line["custom_id"], "error": None,
+                                       "response": {"status_code": 200, "request_id": f"r{len(out)}",
+                                                    "body": self.completion(req, chat, prompt)}}))
+            fid = f"file-{len(self.files) + 1}"
+            self.files[fid] = "\n".join(out).encode()
+            self.batches[bid].update(status="completed", output_file_id=fid, done=len(lines))
+
+        asyncio.ensure_future(finish())
+        return web.json_response(self._batch_obj(bid))
+
+    async def get_batch(self, request: web.Request) -> web.Response:
+        return web.json_response(self._batch_obj(request.match_info["bid"]))
+
     # -- lifecycle -------------------------------------------------------------
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.handle)
         app.router.add_post("/v1/completions", self.handle)
+        app.router.add_post("/v1/files", self.upload_file)
+        app.router.add_get("/v1/files/{fid}/content", self.file_content)
+        app.router.add_post("/v1/batches", self.create_batch)
+        app.router.add_get("/v1/batches/{bid}", self.get_batch)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)

@@ -81,3 +81,25 @@ def test_openai_backend_against_vllm_serve(vllm_server, monkeypatch):
     assert all(isinstance(c.text, str) and "\nQuestion:" not in c.text for cs in out for c in cs)
     greedy = b.generate(PROMPTS[:2], Sampling(n=1, temperature=0.0, max_tokens=10))
     assert greedy == b.generate(PROMPTS[:2], Sampling(n=1, temperature=0.0, max_tokens=10))
+
+
+def test_llm_corrector_against_vllm_serve_quarantines_malformed_answers(vllm_server, tmp_path, monkeypatch):
+    """The tiny model cannot write corrections; every row must still end corrected or quarantined, with reasons."""
+    from lema.config import CorrectorConfig
+    from lema.correct import run_correct
+    from lema.jsonl import read_raw
+    from lema.llm_corrector import LLMCorrector
+
+    from .conftest import FIXTURES
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-secret")
+    cfg = CorrectorConfig(kind="llm", model="tiny", base_url=vllm_server, api="completions", shots=1, n=2,
+                          max_tokens=48, timeout_s=60)
+    src = FIXTURES / "foreign_wrong_paths.jsonl"
+    corrector = LLMCorrector(cfg, tmp_path / "cache")
+    rep = run_correct(src, tmp_path / "out.jsonl", tmp_path / "q.jsonl", corrector)
+    n = len(read_raw(src))
+    assert rep.n_in == n == rep.n_out + rep.n_quarantined
+    q = read_raw(tmp_path / "q.jsonl")
+    assert rep.n_quarantined >= n - 2 and all("attempt 1:" in r["reasons"][0] for r in q if r["record"]["path"].strip())
+    assert rep.details["usage"]["succeeded"] == len(list((tmp_path / "cache").rglob("*.json"))) > 0

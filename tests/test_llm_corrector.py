@@ -138,3 +138,25 @@ def test_sigkill_mid_run_then_resume(tmp_path):
         assert sum(server.stats.delivered.values()) == len({r["question"] for r in rows}) == 24
     finally:
         server.stop()
+
+
+def test_batch_mode_is_discounted_and_resumable(tmp_path, server):
+    rows = wrong_paths(12)
+    server.batch_delay = 1.0
+    # first run stops waiting before the batch completes: nothing lost, batch id kept
+    c1 = LLMCorrector(cfg(server.url, batch=True, batch_poll_s=0.1, batch_wait_s=0.2), tmp_path / "cache")
+    rep1 = _run(tmp_path, rows, c1)
+    assert rep1.n_out == 0 and rep1.n_quarantined == 12 and server.stats.batches_created == 1
+    assert all("still running" in r["reasons"][0] for r in read_raw(tmp_path / "q.jsonl"))
+    # the rerun collects the same batch instead of submitting a new one
+    c2 = LLMCorrector(cfg(server.url, batch=True, batch_poll_s=0.1), tmp_path / "cache")
+    rep2 = _run(tmp_path, rows, c2)
+    assert rep2.n_out == 12 and server.stats.batches_created == 1
+    assert sum(server.stats.delivered.values()) == 12
+    assert all(r["corrector"] == "llm:batch" for r in read_raw(tmp_path / "out.jsonl"))
+    # the same answers bought online cost twice as much
+    online_dir = tmp_path / "online"
+    online_dir.mkdir()
+    online = LLMCorrector(cfg(server.url), online_dir / "cache")
+    _run(online_dir, rows, online)
+    assert c2.usage.cost_usd > 0 and abs(c2.usage.cost_usd - online.usage.cost_usd / 2) < 1e-9

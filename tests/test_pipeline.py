@@ -74,7 +74,7 @@ def test_registry_has_both_versions_and_a_champion(run):
     client = MlflowClient(tracking_uri=reg["tracking_uri"])
     champion = client.get_model_version_by_alias(cfg.register_.model_name, "champion")
     challenger = client.get_model_version_by_alias(cfg.register_.model_name, "challenger")
-    assert {champion.version, challenger.version} == set(reg["versions"].values())
+    assert {str(champion.version), str(challenger.version)} == set(reg["versions"].values())
     assert champion.tags["variant"] == reg["champion"]
     run_data = client.get_run(champion.run_id).data
     assert "gsm8k_test.accuracy" in run_data.metrics and "funnel.validated" in run_data.metrics

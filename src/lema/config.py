@@ -91,6 +91,10 @@ class CorrectorConfig(_Strict):
     prices: dict[str, PriceConfig] = {"gpt-4o": PriceConfig(input=2.5, output=10.0),
                                       "gpt-4o-mini": PriceConfig(input=0.15, output=0.6)}
     budget: BudgetConfig = BudgetConfig()
+    batch: bool = False             # OpenAI Batch API: half price, hours of latency, resumable by stored batch ids
+    batch_poll_s: float = 30.0
+    batch_wait_s: float = 86400.0   # stop waiting (cleanly) after this long; a rerun picks the batch up again
+    batch_discount: float = 0.5
 
 
 class ValidateConfig(_Strict):

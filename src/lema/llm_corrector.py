@@ -148,14 +148,14 @@ class LLMCorrector:
         if b.max_cost_usd is not None and u.cost_usd >= b.max_cost_usd:
             raise BudgetExceeded(f"cost cap ${b.max_cost_usd} reached")
 
-    def _account(self, usage: dict) -> None:
+    def _account(self, usage: dict, discount: float = 1.0) -> None:
         u = self.usage
         u.succeeded += 1
         u.prompt_tokens += usage.get("prompt_tokens", 0)
         u.completion_tokens += usage.get("completion_tokens", 0)
         if self.price:
-            u.cost_usd += (usage.get("prompt_tokens", 0) * self.price.input
-                           + usage.get("completion_tokens", 0) * self.price.output) / 1e6
+            u.cost_usd += discount * (usage.get("prompt_tokens", 0) * self.price.input
+                                      + usage.get("completion_tokens", 0) * self.price.output) / 1e6
 
     def _error(self, kind: str) -> None:
         self.usage.errors[kind] = self.usage.errors.get(kind, 0) + 1
@@ -249,6 +249,61 @@ class LLMCorrector:
         finally:
             await client.close()
 
+    # -- Batch API mode ------------------------------------------------------------
+    def _body(self, prompt: str) -> dict:
+        c = self.cfg
+        common = {"model": c.model, "temperature": c.temperature, "top_p": c.top_p, "max_tokens": c.max_tokens}
+        if c.api == "chat":
+            return common | {"messages": [{"role": "user", "content": prompt}]}
+        return common | {"prompt": prompt}
+
+    def _correct_batch(self, paths: list[WrongPath]) -> list[Outcome]:
+        """Attempt rounds as batches; answers are cached exactly like online responses."""
+        from openai import OpenAI
+
+        from .batch import BatchClient
+
+        c = self.cfg
+        client = OpenAI(base_url=c.base_url or os.environ.get("OPENAI_BASE_URL"),
+                        api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"), timeout=c.timeout_s, max_retries=c.max_retries)
+        endpoint = "/v1/chat/completions" if c.api == "chat" else "/v1/completions"
+        batches = BatchClient(client, self.cache.root, endpoint, c.batch_poll_s, c.batch_wait_s)
+        prompts = [self.render(wp) for wp in paths]
+        outcomes: list[Outcome | None] = [None] * len(paths)
+        reasons: list[list[str]] = [[] for _ in paths]
+        for attempt in range(c.n):
+            todo = [i for i, o in enumerate(outcomes) if o is None]
+            keys = {i: ResponseCache.key(self.request_payload(prompts[i], attempt)) for i in todo}
+            missing = {keys[i]: self._body(prompts[i]) for i in todo if self.cache.get(keys[i]) is None}
+            if missing:
+                batch_id = batches.submit_or_resume(missing)
+                bodies = batches.wait(batch_id)
+                if bodies is None:
+                    self.stopped = f"batch {batch_id} still running; rerun to collect it"
+                    break
+                for key, body in bodies.items():
+                    choice = body["choices"][0]
+                    text = choice["message"]["content"] if c.api == "chat" else choice["text"]
+                    usage = {k: (body.get("usage") or {}).get(k, 0) for k in ("prompt_tokens", "completion_tokens")}
+                    self._account(usage, discount=c.batch_discount)
+                    self.cache.put(key, {"text": text, "usage": usage})
+                batches.mark_collected(batch_id)
+            for i in todo:
+                response = self.cache.get(keys[i])
+                if response is None:
+                    reasons[i].append(f"attempt {attempt + 1}: no answer in the batch")
+                    continue
+                correction, problems = check_correction(response["text"], paths[i])
+                if correction is not None:
+                    correction.correction_prompt_hash = self.prompt_hash
+                    correction.corrector = f"{self.name}:batch"
+                    outcomes[i] = Outcome(correction)
+                else:
+                    reasons[i].append(f"attempt {attempt + 1}: " + "; ".join(problems))
+        return [o if o is not None else Outcome(None, f"not attempted: {self.stopped}" if self.stopped and not r
+                                                 else "llm: no valid correction: " + " | ".join(r))
+                for o, r in zip(outcomes, reasons)]
+
     def correct(self, paths: list[WrongPath]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(paths)
         llm_idx = []
@@ -261,7 +316,13 @@ class LLMCorrector:
                     self.usage.saved_by_hybrid += 1
                     continue
             llm_idx.append(i)
-        results = asyncio.run(self._run([paths[i] for i in llm_idx])) if llm_idx else []
+        todo = [paths[i] for i in llm_idx]
+        if not todo:
+            results = []
+        elif self.cfg.batch:
+            results = self._correct_batch(todo)
+        else:
+            results = asyncio.run(self._run(todo))
         for i, out in zip(llm_idx, results, strict=True):
             outcomes[i] = out
         return [o for o in outcomes if o is not None]

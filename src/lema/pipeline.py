@@ -184,13 +184,16 @@ def stage_register(cfg: Config) -> StageReport:
                            "loss_history": json.loads(loss_file.read_text()) if loss_file.exists() else [],
                            "artifacts": [p.eval(v) / "rows.jsonl", p.eval(v) / "metrics.json"]})
     funnel = funnel_counts(cfg)
+    stage_metrics = {f"funnel.{k.replace(' ', '_')}": v for k, v in funnel.items()}
+    usage = json.loads((p.correct / "report.json").read_text())["details"].get("usage", {})
+    stage_metrics |= {f"correct.{k}": v for k, v in usage.items() if isinstance(v, (int, float))}
     report = register_models(
         candidates, uri=tracking_uri(cfg.register_.tracking_uri, cfg.run_dir), experiment=cfg.register_.experiment,
         model_name=cfg.register_.model_name, primary_metric=cfg.register_.primary_metric,
         params=cfg.model_dump(mode="json", by_alias=True),
         run_artifacts=[p.validate / "ge_result.json", p.validate / "data_docs", p.correct / "report.json",
                        p.collect / "report.json"],
-        stage_metrics={f"funnel.{k.replace(' ', '_')}": v for k, v in funnel.items()},
+        stage_metrics=stage_metrics,
         tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys())})
     write_json(p.register / "report.json", report)
     return report

@@ -119,8 +119,12 @@ def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, di
         for s, m in sets.items():
             lines.append(f"| {model} | {s} | {m['n']} | {m['correct']} | {100 * m['accuracy']:.1f}% | {m['no_answer']} |")
     if comparison:
-        lines += ["", "## LeMa vs CoT-only (paired, same questions)", ""]
-        lines += [f"- {k}: {v}" for k, v in comparison.items()]
+        lines += ["", "## LeMa vs CoT-only (paired, same questions)", "",
+                  "| eval set | n | LeMa-only right | CoT-only right | difference | 95% bootstrap CI | exact McNemar p |",
+                  "|---|---:|---:|---:|---:|---|---:|"]
+        lines += [f"| {k} | {v['n']} | {v['wins']} | {v['losses']} | {100 * v['diff']:+.1f} pts | "
+                  f"[{100 * v['ci95'][0]:+.1f}, {100 * v['ci95'][1]:+.1f}] | {v['p_mcnemar']:.3f} |"
+                  for k, v in comparison.items()]
     if registry:
         lines += ["", "## Registry", "", f"- tracking URI: `{redact_uri(registry['tracking_uri'])}`",
                   f"- model: `{registry['model_name']}`, versions {registry['versions']}",
