@@ -6,6 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lema-installed
 CONFIG ?= params.yaml
+ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: run test venv bench lint clean compile
@@ -24,13 +25,14 @@ $(STAMP): requirements.lock pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/lema run --config $(CONFIG)
+	$(BIN)/lema run --config $(CONFIG) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/generation.py
+	$(BIN)/python bench/corrector.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -31,6 +31,7 @@ def dvc_repo(tmp_path_factory):
     (repo / "params.yaml").write_text(yaml.safe_dump(cfg))
     shutil.copytree(DATA, repo / "data")
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(ROOT / "recipes", repo / "recipes")
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     _dvc(repo, "init", "-q")
     _dvc(repo, "remote", "add", "-d", "local", str(repo.parent / "dvc-remote"))

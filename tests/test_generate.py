@@ -53,7 +53,7 @@ def vllm_server(tiny_model):
     env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0")
     proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model),
                              "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
-                             "--dtype", "float32", "--gpu-memory-utilization", "0.1", "--seed", "0"],
+                             "--dtype", "float32", "--gpu-memory-utilization", "0.1", "--seed", "0", "--enforce-eager"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 240

@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,10 +31,12 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
+def postgres():
     if PG_BIN is None or not (PG_BIN / "initdb").exists():
         pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
-    base = tmp_path_factory.mktemp("pg")
+    # not under pytest's tmp dir: that is private to root, and the server runs as `postgres`
+    base = Path(tempfile.mkdtemp(prefix="lema-pg-"))
+    base.chmod(0o755)
     data, sock = base / "data", base / "sock"
     sock.mkdir()
     if os.geteuid() == 0:
@@ -49,6 +52,7 @@ def postgres(tmp_path_factory):
                                  "mlflow"]), check=True, capture_output=True)
     yield f"postgresql://lema@127.0.0.1:{port}/mlflow"
     subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -77,29 +81,64 @@ def mlflow_server(postgres, tmp_path_factory):
     proc.wait(30)
 
 
-def test_register_against_postgres_backed_server(mlflow_server, tiny_model, monkeypatch, postgres):
+def _rows(path: Path, correct: list[bool]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps({"id": f"q{i}", "eval_set": "gsm8k/test", "correct": c}) + "\n"
+                            for i, c in enumerate(correct)))
+    return path
+
+
+def _cand(name, model, rows, tmp_path):
+    n, k = len(rows), sum(rows)
+    return {"name": name, "model_dir": model, "rows": _rows(tmp_path / f"{name}-{len(list(tmp_path.iterdir()))}.jsonl", rows),
+            "metrics": {"gsm8k/test": {"n": n, "correct": k, "accuracy": k / n}}}
+
+
+def test_register_and_promote_against_postgres_backed_server(mlflow_server, tiny_model, monkeypatch, postgres,
+                                                             tmp_path):
     import mlflow
     from mlflow import MlflowClient
 
+    from lema.register import history
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    candidates = [
-        {"name": "cot", "model_dir": tiny_model, "metrics": {"gsm8k/test": {"n": 10, "correct": 2, "accuracy": 0.2}}},
-        {"name": "lema", "model_dir": tiny_model, "metrics": {"gsm8k/test": {"n": 10, "correct": 4, "accuracy": 0.4}},
-         "loss_history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]},
-    ]
-    rep = register_models(candidates, uri=mlflow_server, experiment="lema-test", model_name="lema-test-model",
-                          primary_metric="gsm8k/test", params={"train": {"epochs": 1}, "api_key": "sk-secret"},
-                          run_artifacts=[], stage_metrics={"funnel.validated": 5})
+    kw = dict(uri=mlflow_server, experiment="lema-test", model_name="lema-test-model", primary_metric="gsm8k/test",
+              params={"train": {"epochs": 1}, "api_key": "sk-secret"}, run_artifacts=[],
+              stage_metrics={"funnel.validated": 5}, tags={"git_commit": "abc123", "data_version": "d1"})
+    # round 1: no champion yet -> the run's better variant (lema) becomes champion
+    cot = _cand("cot", tiny_model, [True] * 20 + [False] * 80, tmp_path)
+    lema = _cand("lema", tiny_model, [True] * 40 + [False] * 60, tmp_path)
+    lema["loss_history"] = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    rep = register_models([cot, lema], **kw)
     client = MlflowClient(tracking_uri=mlflow_server)
     champ = client.get_model_version_by_alias("lema-test-model", "champion")
-    chall = client.get_model_version_by_alias("lema-test-model", "challenger")
-    assert champ.tags["variant"] == "lema" == rep.details["champion"] and chall.tags["variant"] == "cot"
-    assert champ.tags["accuracy.gsm8k/test"] == "0.4000"
+    assert champ.tags["variant"] == "lema" == rep.details["champion"]
+    assert champ.tags["promotion.reason"] == "no current champion" and champ.tags["git_commit"] == "abc123"
+    assert "McNemar" in champ.description  # the model card
     run = client.get_run(champ.run_id)
     assert run.data.metrics["gsm8k_test.accuracy"] == 0.4 and "api_key" not in run.data.params
     assert [m.value for m in client.get_metric_history(champ.run_id, "train_loss")] == [2.0, 1.5]
+    # round 2: +2 points on the same questions is not significant -> challenger, champion unchanged
+    better = [True] * 42 + [False] * 58
+    rep2 = register_models([_cand("cot", tiny_model, [False] * 100, tmp_path),
+                            _cand("lema", tiny_model, better, tmp_path)], **kw)
+    d = rep2.details["decision"]
+    assert not d["promote"] and "not significant" in d["reason"] and d["wins"] == 2 and d["losses"] == 0
+    assert client.get_model_version_by_alias("lema-test-model", "champion").version == champ.version
+    chall = client.get_model_version_by_alias("lema-test-model", "challenger")
+    assert chall.tags["promotion.against"] == f"v{champ.version}"
+    # round 3: a clearly better model on the same questions takes over
+    rep3 = register_models([_cand("cot", tiny_model, [False] * 100, tmp_path),
+                            _cand("lema", tiny_model, [True] * 70 + [False] * 30, tmp_path)], **kw)
+    assert rep3.details["decision"]["promote"] and rep3.details["decision"]["p_value"] < 1e-6
+    new = client.get_model_version_by_alias("lema-test-model", "champion")
+    assert int(new.version) > int(champ.version)
+    hist = history(mlflow_server, "lema-test-model")
+    assert [h["decision"] for h in hist] == ["not-selected", "champion", "not-selected", "challenger",
+                                             "not-selected", "champion"]
     # the model round-trips through the server's artifact proxy
-    local = mlflow.artifacts.download_artifacts(f"models:/lema-test-model@champion", tracking_uri=mlflow_server)
+    local = mlflow.artifacts.download_artifacts("models:/lema-test-model@champion", tracking_uri=mlflow_server)
     assert any(Path(local).rglob("config.json"))
     # and the metadata really lives in PostgreSQL
     import sqlalchemy

@@ -39,9 +39,11 @@ LOCATIONS = {
 
 
 def config_from_text(text: str, run_dir: str | Path) -> Config:
+    from .config import config_from_dict
+
     data = yaml.safe_load(text) or {}
     data["run_dir"] = str(run_dir)
-    return Config.model_validate(data)
+    return config_from_dict(data, Path(os.environ.get("LEMA_HOME", ".")))
 
 
 def _place(src: str | Path, dst: Path) -> None:

@@ -106,6 +106,27 @@ def cmd_pipeline(args) -> int:
     return 0
 
 
+def cmd_registry(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .register import history, tracking_uri
+
+    cfg = _config(args)
+    rows = history(tracking_uri(cfg.register_.tracking_uri, cfg.run_dir), cfg.register_.model_name)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    table = Table(title=f"{cfg.register_.model_name}: promotion history")
+    for col in ("version", "variant", "aliases", "decision", "against", "p", "reason", "at"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["version"]), r["variant"] or "", ",".join(r["aliases"]), r["decision"] or "",
+                      r["against"] or "", r["p_value"] or "", r["reason"] or "", r["at"] or "")
+    Console().print(table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lema", description="Learning from Mistakes: collect, correct, "
                                      "validate, fine-tune, evaluate, register.")
@@ -141,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     r = with_config(sub.add_parser("run", help="all stages; unchanged stages are skipped"))
     r.add_argument("--force", action="store_true", help="rerun every stage")
     r.set_defaults(fn=cmd_run)
+
+    g = with_config(sub.add_parser("registry", help="model registry: promotion history"))
+    g.add_argument("action", choices=["history"])
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(fn=cmd_registry)
 
     k = sub.add_parser("pipeline", help="Kubeflow: compile, run locally, or submit to a cluster")
     k.add_argument("action", choices=["compile", "run", "submit"])

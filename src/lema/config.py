@@ -121,17 +121,33 @@ class LoraConfigModel(_Strict):
 
 
 class TrainConfig(_Strict):
+    """A training recipe (see recipes/*.yaml); `recipe: FILE` loads one, keys given here override it."""
+
+    recipe: str | None = None
     model: str = "base"
     epochs: float = 2.0
+    max_steps: int = -1                   # > 0 overrides epochs (the paper: 1000 steps)
     learning_rate: float = 5e-4
-    batch_size: int = 16
+    learning_rate_large: float | None = None  # used instead when the model has >= large_model_params_b
+    large_model_params_b: float = 34.0
+    batch_size: int = 16                  # per device
+    global_batch_size: int | None = None  # sets gradient accumulation: global / (per device x devices)
     grad_accum: int = 1
     max_length: int = 512
+    max_source_length: int | None = None  # prompt tokens kept (paper: 512 GSM8K, 768 MATH)
+    max_target_length: int | None = None  # completion tokens kept
     warmup_ratio: float = 0.05
     lr_scheduler: str = "cosine"
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     logging_steps: int = 5
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    quantization: Literal["none", "nf4"] = "none"  # nf4 = QLoRA (bitsandbytes, CUDA only)
+    double_quant: bool = True
+    packing: bool = False                 # padding-free packing of examples
+    save_steps: int | None = None         # checkpoint every N steps (default: every epoch)
+    mixture: dict[str, float] = {"cot": 1.0, "correction": 1.0}  # sampling weight per SFT example kind
     lora: LoraConfigModel = LoraConfigModel()
 
 
@@ -140,6 +156,8 @@ class EvaluateConfig(_Strict):
     max_tokens: int = 256
     shots: int = 0
     stop: list[str] = ["\nQuestion:"]
+    samples: int = 0            # k > 0 adds maj@k and pass@k from k sampled answers per question
+    sample_temperature: float = 0.7
 
 
 class RegisterConfig(_Strict):
@@ -147,6 +165,8 @@ class RegisterConfig(_Strict):
     experiment: str = "lema"
     model_name: str = "lema-math-reasoner"
     primary_metric: str = "gsm8k/test"
+    alpha: float = 0.05          # significance level for moving `champion`
+    min_questions: int = 1       # shared questions needed before a comparison counts
 
 
 class VLLMConfig(_Strict):
@@ -192,6 +212,17 @@ class Config(_Strict):
         return Path(self.run_dir)
 
 
+def load_recipe(path: str | Path, base_dir: Path | None = None) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_absolute() and not p.exists() and base_dir is not None and (base_dir / p).exists():
+        p = base_dir / p
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"training recipe not found: {path}") from None
+    return data.get("train", data)
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Config from YAML (``params.yaml`` when it exists), with dotted overrides."""
     data: dict[str, Any] = {}
@@ -210,8 +241,17 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
+    return config_from_dict(data, Path(path).resolve().parent if path else None, str(path or "<defaults>"))
+
+
+def config_from_dict(data: dict[str, Any], base_dir: Path | None = None, where: str = "<config>") -> Config:
+    """Validate a config mapping, resolving `train.recipe` (relative to cwd, then to base_dir)."""
+    data = dict(data)
+    train = data.get("train") or {}
+    if train.get("recipe"):
+        data["train"] = load_recipe(train["recipe"], base_dir) | train
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        lines = [f"{path or '<defaults>'}: field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()]
+        lines = [f"{where}: field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()]
         raise ValueError("invalid config\n" + "\n".join(lines)) from None

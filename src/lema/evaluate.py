@@ -17,23 +17,52 @@ from .prompts import cot_prompt
 from .records import EvalRow, Problem, StageReport
 
 
+def majority(answers: list[str | None], task: str) -> str | None:
+    """Most common extracted answer (equivalent forms counted together); None when nothing was extracted."""
+    from .answers import normalize_math
+
+    groups: dict[str, list[str]] = {}
+    for a in answers:
+        if a is None:
+            continue
+        key = normalize_math(a) if task == "math" else a
+        groups.setdefault(key, []).append(a)
+    if not groups:
+        return None
+    return max(groups.values(), key=len)[0]
+
+
 def evaluate(backend: Backend, model_name: str, sets: dict[str, list[Problem]], *, max_tokens: int,
-             shots: int, stop: list[str]) -> list[EvalRow]:
+             shots: int, stop: list[str], samples: int = 0, sample_temperature: float = 0.7,
+             seed: int = 0) -> list[EvalRow]:
     rows: list[EvalRow] = []
     sampling = Sampling(n=1, temperature=0.0, max_tokens=max_tokens, stop=tuple(stop))
+    sampled = Sampling(n=samples, temperature=sample_temperature, top_p=0.95, max_tokens=max_tokens,
+                       stop=tuple(stop), seed=seed) if samples > 0 else None
     for set_name, problems in sets.items():
         if not problems:
             continue
         task = problems[0].task
         prompts = [cot_prompt(task).render(shots=shots, question=p.question) for p in problems]
         outs = backend.generate(prompts, sampling)
-        for p, comps in zip(problems, outs, strict=True):
+        extra = backend.generate(prompts, sampled) if sampled else [[] for _ in prompts]
+        for p, comps, more in zip(problems, outs, extra, strict=True):
             text = comps[0].text
             pred = extract_answer(text, p.task)
-            rows.append(EvalRow(id=p.id, task=p.task, eval_set=set_name, model=model_name, question=p.question,
-                                gold_answer=p.gold_answer, prediction=text, pred_answer=pred,
-                                extracted=pred is not None, correct=answers_equal(pred, p.gold_answer, p.task),
-                                level=p.level, subject=p.subject))
+            row = EvalRow(id=p.id, task=p.task, eval_set=set_name, model=model_name, question=p.question,
+                          gold_answer=p.gold_answer, prediction=text, pred_answer=pred,
+                          extracted=pred is not None, correct=answers_equal(pred, p.gold_answer, p.task),
+                          level=p.level, subject=p.subject)
+            if more:
+                answers = [extract_answer(c.text, p.task) for c in more]
+                hits = [answers_equal(a, p.gold_answer, p.task) for a in answers]
+                vote = majority(answers, p.task)
+                row.samples = [c.text for c in more]
+                row.sample_answers = answers
+                row.maj_correct = answers_equal(vote, p.gold_answer, p.task)
+                row.pass_k = any(hits)
+                row.sample_accuracy = sum(hits) / len(hits)
+            rows.append(row)
     return rows
 
 
@@ -45,16 +74,33 @@ def summarize(rows: list[EvalRow]) -> dict[str, dict]:
     for name, rs in by_set.items():
         n = len(rs)
         correct = sum(r.correct for r in rs)
-        out[name] = {"n": n, "correct": correct, "accuracy": correct / n if n else 0.0,
-                     "no_answer": sum(not r.extracted for r in rs),
-                     "wrong_answer": sum(r.extracted and not r.correct for r in rs)}
+        m = {"n": n, "correct": correct, "accuracy": correct / n if n else 0.0,
+             "no_answer": sum(not r.extracted for r in rs),
+             "wrong_answer": sum(r.extracted and not r.correct for r in rs)}
+        extra = [r.model_extra or {} for r in rs]
+        if n and all("maj_correct" in e for e in extra):
+            k = len(extra[0]["sample_answers"])
+            m[f"maj@{k}"] = sum(e["maj_correct"] for e in extra) / n
+            m[f"pass@{k}"] = sum(e["pass_k"] for e in extra) / n
+        for field in ("level", "subject"):
+            groups: dict[str, list[EvalRow]] = defaultdict(list)
+            for r in rs:
+                if getattr(r, field):
+                    groups[getattr(r, field)].append(r)
+            if groups:
+                m[f"by_{field}"] = {g: {"n": len(v), "correct": sum(x.correct for x in v),
+                                        "accuracy": sum(x.correct for x in v) / len(v)}
+                                    for g, v in sorted(groups.items())}
+        out[name] = m
     return out
 
 
 def run_evaluate(backend: Backend, model_name: str, sets: dict[str, list[Problem]], out_dir: str | Path, *,
-                 max_tokens: int, shots: int, stop: list[str]) -> StageReport:
+                 max_tokens: int, shots: int, stop: list[str], samples: int = 0, sample_temperature: float = 0.7,
+                 seed: int = 0) -> StageReport:
     t0 = time.time()
-    rows = evaluate(backend, model_name, sets, max_tokens=max_tokens, shots=shots, stop=stop)
+    rows = evaluate(backend, model_name, sets, max_tokens=max_tokens, shots=shots, stop=stop, samples=samples,
+                    sample_temperature=sample_temperature, seed=seed)
     out = Path(out_dir)
     write_jsonl(out / "rows.jsonl", rows)
     metrics = summarize(rows)

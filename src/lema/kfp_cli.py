@@ -17,25 +17,33 @@ def _pipeline_module():
     return lema_pipeline
 
 
+def resolved_config_text(config_path: str | Path, data_dir: str | None = None) -> str:
+    """The config with its recipe resolved, as one JSON line: what the components receive."""
+    import json
+
+    from .config import load_config
+
+    data = load_config(config_path).model_dump(mode="json", by_alias=True)
+    data["train"].pop("recipe", None)
+    if data_dir:
+        data["data"]["dir"] = str(Path(data_dir).resolve())
+    return json.dumps(data, sort_keys=True)
+
+
 def compile_pipeline(config_path: str | Path, out: str | Path, num_shards: int = 2, gpu: bool = False) -> Path:
     from kfp import compiler
 
     mod = _pipeline_module()
-    pipeline = mod.build_pipeline(Path(config_path).read_text(), num_shards=num_shards, gpu=gpu)
+    pipeline = mod.build_pipeline(resolved_config_text(config_path), num_shards=num_shards, gpu=gpu)
     compiler.Compiler().compile(pipeline, str(out))
     return Path(out)
 
 
 def run_local(config_path: str | Path, pipeline_root: str | Path, num_shards: int = 1, data_dir: str | None = None):
     """Run the whole pipeline here with kfp.local's SubprocessRunner (lightweight components)."""
-    import yaml
     from kfp import local
 
-    text = Path(config_path).read_text()
-    if data_dir:
-        cfg = yaml.safe_load(text)
-        cfg.setdefault("data", {})["dir"] = str(Path(data_dir).resolve())
-        text = yaml.safe_dump(cfg)
+    text = resolved_config_text(config_path, data_dir)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
     pipeline = _pipeline_module().build_pipeline(text, num_shards=num_shards)

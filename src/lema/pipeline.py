@@ -151,8 +151,10 @@ def stage_evaluate(cfg: Config, variant: str) -> StageReport:
     p = paths(cfg)
     backend = backend_for(cfg, cfg.evaluate.backend, str(p.model(variant)))
     try:
-        return run_evaluate(backend, variant, eval_sets(cfg), p.eval(variant), max_tokens=cfg.evaluate.max_tokens,
-                            shots=cfg.evaluate.shots, stop=cfg.evaluate.stop)
+        e = cfg.evaluate
+        return run_evaluate(backend, variant, eval_sets(cfg), p.eval(variant), max_tokens=e.max_tokens,
+                            shots=e.shots, stop=e.stop, samples=e.samples, sample_temperature=e.sample_temperature,
+                            seed=cfg.seed)
     finally:
         backend.close()
 
@@ -173,16 +175,16 @@ def comparison(cfg: Config) -> dict:
 
 
 def stage_register(cfg: Config) -> StageReport:
-    from .register import register_models, tracking_uri
+    from .register import git_commit, register_models, tracking_uri
 
     p = paths(cfg)
     candidates = []
     for v in VARIANTS:
         metrics = json.loads((p.eval(v) / "metrics.json").read_text())
         loss_file = p.train(v) / "loss.json"
-        candidates.append({"name": v, "model_dir": p.model(v), "metrics": metrics,
+        candidates.append({"name": v, "model_dir": p.model(v), "metrics": metrics, "rows": p.eval(v) / "rows.jsonl",
                            "loss_history": json.loads(loss_file.read_text()) if loss_file.exists() else [],
-                           "artifacts": [p.eval(v) / "rows.jsonl", p.eval(v) / "metrics.json"]})
+                           "artifacts": [p.eval(v) / "metrics.json"]})
     funnel = funnel_counts(cfg)
     stage_metrics = {f"funnel.{k.replace(' ', '_')}": v for k, v in funnel.items()}
     usage = json.loads((p.correct / "report.json").read_text())["details"].get("usage", {})
@@ -194,9 +196,25 @@ def stage_register(cfg: Config) -> StageReport:
         run_artifacts=[p.validate / "ge_result.json", p.validate / "data_docs", p.correct / "report.json",
                        p.collect / "report.json"],
         stage_metrics=stage_metrics,
-        tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys())})
+        tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys()), "git_commit": git_commit(),
+              "data_version": data_version(cfg)},
+        alpha=cfg.register_.alpha, min_questions=cfg.register_.min_questions, seed=cfg.seed)
     write_json(p.register / "report.json", report)
     return report
+
+
+def data_version(cfg: Config) -> str:
+    """Content hash of the training and evaluation data a model saw (the DVC md5s where dvc.lock has them)."""
+    p = paths(cfg)
+    h = hashlib.sha256()
+    lock = Path("dvc.lock")
+    if lock.exists():
+        h.update(lock.read_bytes())
+    for f in (p.sft / "cot.jsonl", p.sft / "lema.jsonl"):
+        _file_digest(f, h)
+    for name in cfg.data.eval_sets:
+        _file_digest(Path(cfg.data.dir) / f"{name}.jsonl", h)
+    return h.hexdigest()[:16]
 
 
 def funnel_counts(cfg: Config) -> dict[str, int]:
@@ -302,7 +320,8 @@ def stages(cfg: Config) -> list[Stage]:
         out.append(Stage(f"evaluate:{v}", lambda v=v: stage_evaluate(cfg, v), ("seed", "data", "evaluate", "vllm"),
                          (p.model(v),), (p.eval(v) / "metrics.json", p.eval(v) / "report.json")))
     out.append(Stage("register", lambda: stage_register(cfg), ("register",),
-                     tuple(p.eval(v) / "metrics.json" for v in VARIANTS), (p.register / "report.json",)))
+                     tuple(p.eval(v) / f for v in VARIANTS for f in ("metrics.json", "rows.jsonl")),
+                     (p.register / "report.json",)))
     out.append(Stage("report", lambda: stage_report(cfg), (), (p.register / "report.json",),
                      (p.report / "report.md",)))
     return out

@@ -1,17 +1,25 @@
-"""Register stage: MLflow tracking and the model registry.
+"""Register stage: MLflow tracking, the model registry and the promotion decision.
 
-Each fine-tuned model gets a run (params, metrics, artifacts) and a version of
-one registered model; the better model by the primary metric gets the
-``champion`` alias, the other ``challenger``.  The tracking URI is
-``MLFLOW_TRACKING_URI`` when set, else a SQLite store inside the run dir.
+Each fine-tuned variant gets a run (params, metrics, artifacts, its per-question
+evaluation rows) and a version of one registered model, tagged with the data
+hash, git commit, config hash and metrics.  The run's better variant is the
+candidate; it becomes ``champion`` only if it beats the current champion
+significantly on the same questions (``lema.promote``), else ``challenger``
+with the reason recorded.  Every decision is kept as version tags (the
+promotion history, ``lema registry history``) and in a model card.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+from .promote import Decision, decide
 from .records import StageReport
 
 SECRET_MARKERS = ("key", "token", "secret", "password")
@@ -47,33 +55,102 @@ def serving_requirements() -> list[str]:
 
 
 def metric_key(name: str) -> str:
-    return name.replace("/", "_")
+    """MLflow metric names allow letters, digits, _ - . space and /: "gsm8k/test" -> "gsm8k_test", "maj@8" -> "maj_at_8"."""
+    return name.replace("/", "_").replace("@", "_at_")
+
+
+def git_commit(cwd: str | Path = ".") -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if sha.returncode != 0:
+        return "unknown"
+    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def outcomes(rows_file: str | Path, eval_set: str) -> dict[str, bool]:
+    out = {}
+    for line in Path(rows_file).read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            if r["eval_set"] == eval_set:
+                out[r["id"]] = bool(r["correct"])
+    return out
+
+
+def _champion_outcomes(client, model_name: str, eval_set: str, exclude: set[str]):
+    """(version, {id: correct}) of the current champion, from the eval rows logged with its run."""
+    import mlflow
+
+    try:
+        champ = client.get_model_version_by_alias(model_name, "champion")
+    except mlflow.exceptions.MlflowException:
+        return None, None
+    if str(champ.version) in exclude:
+        return None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(champ.run_id, "eval/rows.jsonl", tmp)
+        except Exception:  # noqa: BLE001 - a champion without rows cannot be compared; say so, do not guess
+            return str(champ.version), {}
+        return str(champ.version), outcomes(path, eval_set)
+
+
+def model_card(name: str, version: str, cand: dict, decision: Decision, tags: dict[str, str], params: dict) -> str:
+    lines = [f"# {name} v{version} ({cand['name']})", "",
+             "Fine-tuned by lema (Learning from Mistakes, An et al. 2023): "
+             + ("chain-of-thought data plus corrections of the model's own wrong reasoning paths."
+                if cand["name"] == "lema" else "chain-of-thought data only (baseline)."), "",
+             "## Evaluation (greedy pass@1)", "", "| set | n | correct | accuracy | no answer |", "|---|---:|---:|---:|---:|"]
+    for s, m in cand["metrics"].items():
+        lines.append(f"| {s} | {m['n']} | {m['correct']} | {100 * m['accuracy']:.1f}% | {m.get('no_answer', 0)} |")
+    lines += ["", "## Promotion", "", f"- decision: **{'champion' if decision.promote else 'challenger'}**",
+              f"- reason: {decision.reason}",
+              f"- paired on {decision.n} questions: {decision.wins} wins, {decision.losses} losses, "
+              f"difference {100 * decision.diff:+.1f} pts, 95% CI [{100 * decision.ci95[0]:+.1f}, "
+              f"{100 * decision.ci95[1]:+.1f}], exact McNemar p = {decision.p_value:.3g}",
+              "", "## Provenance", ""] + [f"- {k}: `{v}`" for k, v in sorted(tags.items())]
+    train = params.get("train", {})
+    lines += ["", "## Training", "", f"- base model: `{train.get('model')}`", f"- epochs: {train.get('epochs')}, "
+              f"learning rate: {train.get('learning_rate')}, LoRA: {train.get('lora', {}).get('enabled')}",
+              "", "## Limits", "", "Evaluated on the subsets named above; accuracy on other distributions is unknown."]
+    return "\n".join(lines) + "\n"
 
 
 def register_models(candidates: list[dict[str, Any]], *, uri: str, experiment: str, model_name: str,
                     primary_metric: str, params: dict[str, Any], run_artifacts: list[str | Path],
-                    stage_metrics: dict[str, float], tags: dict[str, str] | None = None) -> StageReport:
-    """candidates: [{name, model_dir, metrics: {set: {accuracy, ...}}, artifacts: [...]}]."""
+                    stage_metrics: dict[str, float], tags: dict[str, str] | None = None, alpha: float = 0.05,
+                    min_questions: int = 1, seed: int = 0) -> StageReport:
+    """candidates: [{name, model_dir, metrics: {set: {...}}, rows: path, artifacts: [...], loss_history}]."""
     import mlflow
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=uri)
+    tags = dict(tags or {})
     versions: dict[str, str] = {}
-    scores: dict[str, float] = {}
     run_ids: dict[str, str] = {}
     for cand in candidates:
         with mlflow.start_run(run_name=cand["name"]) as run:
             mlflow.log_params(flatten(params))
-            mlflow.set_tags({"lema.variant": cand["name"], **(tags or {})})
+            mlflow.set_tags({"lema.variant": cand["name"], **tags})
             for set_name, m in cand["metrics"].items():
                 for k, v in m.items():
-                    mlflow.log_metric(f"{metric_key(set_name)}.{k}", float(v))
+                    if isinstance(v, (int, float)):
+                        mlflow.log_metric(metric_key(f"{set_name}.{k}"), float(v))
             for k, v in stage_metrics.items():
                 mlflow.log_metric(k, float(v))
             for step, entry in enumerate(cand.get("loss_history", [])):
                 mlflow.log_metric("train_loss", float(entry["loss"]), step=int(entry.get("step", step)))
+            if cand.get("rows"):  # stored under a fixed name: later promotions compare against it
+                with tempfile.TemporaryDirectory() as tmp:
+                    fixed = Path(tmp) / "rows.jsonl"
+                    fixed.write_bytes(Path(cand["rows"]).read_bytes())
+                    mlflow.log_artifact(str(fixed), artifact_path="eval")
             for art in run_artifacts + cand.get("artifacts", []):
                 p = Path(art)
                 if p.is_dir():
@@ -84,21 +161,68 @@ def register_models(candidates: list[dict[str, Any]], *, uri: str, experiment: s
                                                  task="text-generation", registered_model_name=model_name,
                                                  pip_requirements=serving_requirements())
             run_ids[cand["name"]] = run.info.run_id
-        version = str(info.registered_model_version)
-        versions[cand["name"]] = version
-        client.set_model_version_tag(model_name, version, "variant", cand["name"])
+        versions[cand["name"]] = str(info.registered_model_version)
+        version = versions[cand["name"]]
+        for k, v in {"variant": cand["name"], **tags}.items():
+            client.set_model_version_tag(model_name, version, k, v)
         for set_name, m in cand["metrics"].items():
             client.set_model_version_tag(model_name, version, f"accuracy.{set_name}", f"{m['accuracy']:.4f}")
-        scores[cand["name"]] = cand["metrics"].get(primary_metric, {}).get("accuracy", 0.0)
-    best = max(scores, key=lambda n: (scores[n], n == "lema"))
-    client.set_registered_model_alias(model_name, "champion", versions[best])
-    for name, version in versions.items():
-        if name != best:
-            client.set_registered_model_alias(model_name, "challenger", version)
+
+    # The run's candidate: the better variant on the primary metric (LeMa on ties).
+    scores = {c["name"]: c["metrics"].get(primary_metric, {}).get("accuracy", 0.0) for c in candidates}
+    best = max(candidates, key=lambda c: (scores[c["name"]], c["name"] == "lema"))
+    champ_version, champ_rows = _champion_outcomes(client, model_name, primary_metric, set(versions.values()))
+    best_rows = outcomes(best["rows"], primary_metric) if best.get("rows") else {}
+    decision = decide(champ_rows if champ_version else None, best_rows, alpha=alpha, min_questions=min_questions,
+                      seed=seed)
+    if champ_version and not champ_rows:
+        decision = Decision(False, f"champion v{champ_version} has no evaluation rows to compare with", 0, 0.0,
+                            1.0, (0.0, 0.0), 0, 0)
+    version = versions[best["name"]]
+    client.set_registered_model_alias(model_name, "champion" if decision.promote else "challenger", version)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    history = {"promotion.decision": "champion" if decision.promote else "challenger",
+               "promotion.reason": decision.reason, "promotion.at": now,
+               "promotion.against": f"v{champ_version}" if champ_version else "none",
+               "promotion.p_value": f"{decision.p_value:.4g}", "promotion.diff": f"{decision.diff:.4f}",
+               "promotion.ci95": f"[{decision.ci95[0]:.4f}, {decision.ci95[1]:.4f}]", "promotion.metric": primary_metric}
+    for k, v in history.items():
+        client.set_model_version_tag(model_name, version, k, v)
+    for c in candidates:
+        if c is not best:
+            client.set_model_version_tag(model_name, versions[c["name"]], "promotion.decision", "not-selected")
+            client.set_model_version_tag(model_name, versions[c["name"]], "promotion.reason",
+                                         f"{best['name']} scored higher on {primary_metric} in the same run")
+    card = model_card(model_name, version, best, decision, tags, params)
+    client.update_model_version(model_name, version, description=card)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "model_card.md").write_text(card)
+        client.log_artifact(run_ids[best["name"]], str(Path(tmp) / "model_card.md"))
     return StageReport(stage="register", n_in=len(candidates), n_out=len(versions),
                        details={"tracking_uri": uri, "model_name": model_name, "versions": versions,
-                                "run_ids": run_ids, "champion": best, "scores": scores,
-                                "primary_metric": primary_metric})
+                                "run_ids": run_ids, "candidate": best["name"], "scores": scores,
+                                "champion": best["name"] if decision.promote else None,
+                                "previous_champion": champ_version, "decision": decision.as_dict(),
+                                "primary_metric": primary_metric, "model_card": card})
+
+
+def history(uri: str, model_name: str) -> list[dict[str, Any]]:
+    """Every version with its variant, aliases and promotion tags, oldest first."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    aliases: dict[str, list[str]] = {}
+    for alias, v in client.get_registered_model(model_name).aliases.items():
+        aliases.setdefault(str(v), []).append(alias)
+    rows = []
+    for mv in client.search_model_versions(f"name = '{model_name}'"):
+        t = mv.tags
+        rows.append({"version": int(mv.version), "variant": t.get("variant"), "aliases": aliases.get(str(mv.version), []),
+                     "decision": t.get("promotion.decision"), "reason": t.get("promotion.reason"),
+                     "against": t.get("promotion.against"), "p_value": t.get("promotion.p_value"),
+                     "at": t.get("promotion.at"), "git_commit": t.get("git_commit"),
+                     "accuracy": {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("accuracy.")}})
+    return sorted(rows, key=lambda r: r["version"])
 
 
 def log_report(registry: dict, report_dir: str | Path) -> None:

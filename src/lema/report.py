@@ -99,6 +99,47 @@ def plot_losses(histories: dict[str, list[dict]], path: Path) -> Path:
     return path
 
 
+def plot_by_level(metrics: dict[str, dict[str, dict]], path: Path) -> Path | None:
+    """Accuracy per MATH level for each model (only when some set has levels)."""
+    series = {m: s["by_level"] for m, sets in metrics.items() for s in sets.values() if "by_level" in s}
+    if not series:
+        return None
+    plt = _plt()
+    levels = sorted({lv for v in series.values() for lv in v})
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.8 / len(series)
+    for i, (model, by) in enumerate(series.items()):
+        ax.bar([j + i * width for j in range(len(levels))], [100 * by.get(lv, {}).get("accuracy", 0) for lv in levels],
+               width, label=model)
+    ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(levels))], levels)
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_title("MATH accuracy by level")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_paired(comparison: dict[str, dict], path: Path) -> Path:
+    """Questions only LeMa got right vs only CoT-only got right, per evaluation set."""
+    plt = _plt()
+    sets = list(comparison)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(sets, [comparison[s]["wins"] for s in sets], color="#55a868", label="only LeMa right")
+    ax.bar(sets, [-comparison[s]["losses"] for s in sets], color="#c44e52", label="only CoT-only right")
+    for i, s in enumerate(sets):
+        ax.text(i, 0, f"p={comparison[s]['p_mcnemar']:.2g}", ha="center", va="bottom", fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("questions")
+    ax.set_title("Paired wins and losses (McNemar)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, dict[str, dict]],
                  step_histogram: dict, losses: dict[str, list[dict]], stages: list[dict[str, Any]],
                  registry: dict[str, Any] | None, comparison: dict[str, Any] | None) -> Path:
@@ -108,6 +149,11 @@ def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, di
         pngs.append(plot_steps(step_histogram, out_dir / "incorrect_steps.png"))
     if any(losses.values()):
         pngs.append(plot_losses(losses, out_dir / "loss.png"))
+    if comparison:
+        pngs.append(plot_paired(comparison, out_dir / "paired.png"))
+    by_level = plot_by_level(metrics, out_dir / "math_by_level.png")
+    if by_level:
+        pngs.append(by_level)
     lines = ["# lema run report", "", "## Stages", "", "| stage | in | out | quarantined | seconds |",
              "|---|---:|---:|---:|---:|"]
     lines += [f"| {s['stage']} | {s['n_in']} | {s['n_out']} | {s['n_quarantined']} | {s['seconds']:.1f} |"
@@ -126,9 +172,13 @@ def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, di
                   f"[{100 * v['ci95'][0]:+.1f}, {100 * v['ci95'][1]:+.1f}] | {v['p_mcnemar']:.3f} |"
                   for k, v in comparison.items()]
     if registry:
-        lines += ["", "## Registry", "", f"- tracking URI: `{redact_uri(registry['tracking_uri'])}`",
+        d = registry["decision"]
+        lines += ["", "## Registry and promotion", "", f"- tracking URI: `{redact_uri(registry['tracking_uri'])}`",
                   f"- model: `{registry['model_name']}`, versions {registry['versions']}",
-                  f"- champion: **{registry['champion']}**"]
+                  f"- candidate: **{registry['candidate']}** -> "
+                  f"**{'champion' if d['promote'] else 'challenger'}** ({d['reason']})",
+                  f"- against: {('v' + registry['previous_champion']) if registry.get('previous_champion') else 'no champion'}"
+                  f"; paired n={d['n']}, wins {d['wins']}, losses {d['losses']}, McNemar p={d['p_value']:.3g}"]
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -58,7 +58,12 @@ def run_with_display(cfg: Config, force: bool = False) -> int:
     console.print("Funnel: " + " -> ".join(f"{k} {v}" for k, v in f.items()))
     reg = summary.get("registry") or {}
     if reg:
-        console.print(f"Registry: model [bold]{reg['model_name']}[/] versions {reg['versions']}, "
-                      f"champion = [bold]{reg['champion']}[/] at {redact_uri(reg['tracking_uri'])}")
+        d = reg["decision"]
+        verdict = "[bold green]promoted to champion[/]" if d["promote"] else "[bold yellow]kept as challenger[/]"
+        console.print(f"Registry: model [bold]{reg['model_name']}[/] versions {reg['versions']} at "
+                      f"{redact_uri(reg['tracking_uri'])}")
+        console.print(f"Promotion: {reg['candidate']} (v{reg['versions'][reg['candidate']]}) {verdict} - {d['reason']}; "
+                      f"paired n={d['n']}, diff {100 * d['diff']:+.1f} pts, 95% CI [{100 * d['ci95'][0]:+.1f}, "
+                      f"{100 * d['ci95'][1]:+.1f}], McNemar p={d['p_value']:.3g}")
     console.print(f"Artifacts: {p.root}/  Report: {summary['report']}  ({time.time() - t0:.0f}s)")
     return 0
