@@ -39,7 +39,7 @@ def main() -> None:
     model = args.model
     if model is None:
         model = tempfile.mkdtemp(prefix="lema-bench-")
-        build_base_model(BaseModelConfig(pretrain_minutes=1.0), model, data_dir=str(Path(__file__).parents[1] / "data"))
+        build_base_model(BaseModelConfig(pretrain_steps=100), model, data_dir=str(Path(__file__).parents[1] / "data"))
     problems = load_split("gsm8k/test", data_dir=str(Path(__file__).parents[1] / "data"), limit=args.prompts)
     prompts = [cot_prompt("gsm8k").render(question=p.question) for p in problems]
     # min_tokens is not portable across backends; a fixed budget with no stop string keeps the work equal.

@@ -35,7 +35,7 @@ def main() -> None:
     model = args.model
     if model is None:
         model = str(work / "base")
-        build_base_model(BaseModelConfig(pretrain_minutes=0.5), model, data_dir=str(ROOT / "data"))
+        build_base_model(BaseModelConfig(pretrain_steps=60), model, data_dir=str(ROOT / "data"))
     examples = cot_examples(load_split("gsm8k/train", data_dir=str(ROOT / "data"), limit=args.examples))
     data = work / "sft.jsonl"
     write_jsonl(data, examples)

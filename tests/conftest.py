@@ -29,6 +29,6 @@ def tiny_model(tmp_path_factory, tiny_config) -> Path:
     from lema.base_model import build_base_model
 
     out = tmp_path_factory.mktemp("tiny-model")
-    cfg = tiny_config.base_model.model_copy(update={"pretrain_minutes": 0.15})
+    cfg = tiny_config.base_model.model_copy(update={"pretrain_steps": 100})
     build_base_model(cfg, out, data_dir=str(DATA), seed=0, limit=400)
     return out

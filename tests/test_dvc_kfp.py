@@ -26,9 +26,12 @@ def _dvc(repo: Path, *args: str) -> str:
 def dvc_repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("dvcrepo")
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    cfg = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    from lema.config import load_config
+
+    # every section DVC tracks must be in params.yaml: write the fully resolved tiny config
+    cfg = load_config(ROOT / "configs" / "tiny.yaml").model_dump(mode="json", by_alias=True)
     cfg["data"]["dir"] = "data"
-    (repo / "params.yaml").write_text(yaml.safe_dump(cfg))
+    (repo / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     shutil.copytree(DATA, repo / "data")
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(ROOT / "recipes", repo / "recipes")
@@ -44,7 +47,7 @@ def test_dvc_repro_is_idempotent_and_incremental(dvc_repo):
     again = _dvc(dvc_repo, "repro")
     assert "Running stage" not in again
     params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
-    params["evaluate"]["max_tokens"] = 40
+    params["evaluate"]["max_tokens"] = 4
     (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params))
     third = _dvc(dvc_repo, "repro")
     ran = {line.split("'")[1] for line in third.splitlines() if line.startswith("Running stage")}

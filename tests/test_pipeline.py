@@ -95,7 +95,7 @@ def test_rerun_skips_everything_then_param_change_reruns_downstream(run):
     cfg, _ = run
     again = run_all(cfg)
     assert all(skipped for _, _, skipped in again)
-    changed = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"max_tokens": 40})})
+    changed = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"max_tokens": 4})})
     third = {n: skipped for n, _, skipped in run_all(changed)}
     assert all(third[n] for n in ("base-model", "collect", "correct", "validate", "build-sft", "train:cot",
                                   "train:lema"))

@@ -53,8 +53,9 @@ def _packed_blocks(token_lists: list[list[int]], block: int, eos: int) -> list[l
 
 
 def build_base_model(cfg: BaseModelConfig, out_dir: str | Path, *, data_source: str = "bundled",
-                     data_dir: str = "data", seed: int = 0, limit: int | None = None) -> StageReport:
-    """Train tokenizer + pretrain a tiny Llama for a fixed wall-clock budget."""
+                     data_dir: str = "data", seed: int = 0, limit: int | None = None,
+                     problems: list[Problem] | None = None) -> StageReport:
+    """Train tokenizer + pretrain a tiny Llama for a fixed wall-clock budget (on `problems` if given)."""
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -62,7 +63,8 @@ def build_base_model(cfg: BaseModelConfig, out_dir: str | Path, *, data_source: 
     t0 = time.time()
     random.seed(seed)
     torch.manual_seed(seed)
-    problems = [p for split in cfg.corpus for p in load_split(split, data_source, data_dir, limit)]
+    if problems is None:
+        problems = [p for split in cfg.corpus for p in load_split(split, data_source, data_dir, limit)]
     docs = ["".join(cot_text(p)) for p in problems]
     tok = train_tokenizer(docs, cfg.vocab_size)
     ids = [tok(d, add_special_tokens=False)["input_ids"] for d in docs]
@@ -78,22 +80,24 @@ def build_base_model(cfg: BaseModelConfig, out_dir: str | Path, *, data_source: 
     model = LlamaForCausalLM(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
     steps_per_epoch = math.ceil(len(blocks) / cfg.batch_size)
-    budget = cfg.pretrain_minutes * 60
-    # The schedule needs a step count; estimate it from the first steps' speed.
-    total_steps, step, losses = steps_per_epoch * cfg.pretrain_max_epochs, 0, []
+    total_steps = steps_per_epoch * cfg.pretrain_max_epochs
+    if cfg.pretrain_steps is not None:
+        total_steps = min(total_steps, cfg.pretrain_steps)
+    budget = cfg.pretrain_minutes * 60 if cfg.pretrain_minutes else None
+    step, losses = 0, []
     model.train()
     with Progress(TextColumn("[bold]pretrain"), BarColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn()) as progress:
-        bar = progress.add_task("", total=budget)
+        bar = progress.add_task("", total=total_steps)
         start = time.time()
-        done = False
-        for _epoch in range(cfg.pretrain_max_epochs):
+        while step < total_steps:
             random.shuffle(blocks)
             for b in range(0, len(blocks), cfg.batch_size):
                 batch = torch.tensor(blocks[b : b + cfg.batch_size])
-                lr_scale = min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
+                warm = min(1.0, (step + 1) / max(1, min(50, total_steps // 10)))
+                decay = 0.5 * (1 + math.cos(math.pi * step / total_steps))
                 for g in opt.param_groups:
-                    g["lr"] = cfg.learning_rate * max(lr_scale, 0.05)
+                    g["lr"] = cfg.learning_rate * max(warm * decay, 0.05)
                 loss = model(input_ids=batch, labels=batch).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -101,15 +105,10 @@ def build_base_model(cfg: BaseModelConfig, out_dir: str | Path, *, data_source: 
                 opt.zero_grad(set_to_none=True)
                 losses.append(loss.item())
                 step += 1
-                elapsed = time.time() - start
-                if step == 10:
-                    total_steps = min(total_steps, max(20, int(budget / (elapsed / 10))))
-                progress.update(bar, completed=min(elapsed, budget),
-                                description=f"step {step}/{total_steps} loss {losses[-1]:.3f}")
-                if elapsed >= budget or step >= total_steps:
-                    done = True
+                progress.update(bar, completed=step, description=f"step {step}/{total_steps} loss {losses[-1]:.3f}")
+                if step >= total_steps or (budget and time.time() - start >= budget):
                     break
-            if done:
+            if budget and time.time() - start >= budget:
                 break
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

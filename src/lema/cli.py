@@ -106,6 +106,21 @@ def cmd_pipeline(args) -> int:
     return 0
 
 
+def cmd_lab(args) -> int:
+    from rich.console import Console
+
+    from .lab_runner import run_lab
+
+    if args.quick and args.config is None:
+        args.config = str(Path(__file__).resolve().parents[2] / "configs" / "lab-quick.yaml")
+    cfg = _config(args)
+    console = Console()
+    command = "lema lab" + (" --quick" if args.quick else "") + (f" --config {args.config}" if args.config and not args.quick else "")
+    report = run_lab(cfg, command=command, log=lambda m: console.rule(f"[bold cyan]{m}"))
+    console.print(Path(report).read_text())
+    return 0
+
+
 def cmd_registry(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -162,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     r = with_config(sub.add_parser("run", help="all stages; unchanged stages are skipped"))
     r.add_argument("--force", action="store_true", help="rerun every stage")
     r.set_defaults(fn=cmd_run)
+
+    lab = with_config(sub.add_parser("lab", help="measure LeMa's claims on a synthetic task (tiny model, CPU)"))
+    lab.add_argument("--quick", action="store_true", help="a few minutes (configs/lab-quick.yaml), for tests")
+    lab.set_defaults(fn=cmd_lab)
 
     g = with_config(sub.add_parser("registry", help="model registry: promotion history"))
     g.add_argument("action", choices=["history"])

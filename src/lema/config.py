@@ -36,7 +36,8 @@ class BaseModelConfig(_Strict):
     num_heads: int = 3
     intermediate_size: int = 768
     max_length: int = 384
-    pretrain_minutes: float = 5.0
+    pretrain_steps: int | None = 300       # fixed step budget: the same config gives the same model
+    pretrain_minutes: float | None = None  # optional wall-clock cap (not reproducible across machines)
     pretrain_max_epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 2e-3
@@ -176,6 +177,31 @@ class VLLMConfig(_Strict):
     enforce_eager: bool = True
 
 
+class LabConfig(_Strict):
+    """`lema lab`: LeMa's claims measured on a synthetic task a tiny model can learn."""
+
+    run_dir: str = "runs/lab"
+    report_dir: str = "docs/lab"
+    seeds: list[int] = [1, 2, 3]
+    data_seed: int = 0            # the same problems for every seed and arm
+    n_pool: int = 4000            # pretraining problems (disjoint from train and test)
+    n_train: int = 1500           # fine-tuning questions; their wrong paths get corrected
+    n_test: int = 400
+    min_steps: int = 2
+    max_steps: int = 5
+    max_number: int = 20
+    distractors: float = 0.4
+    base_model: BaseModelConfig = BaseModelConfig(vocab_size=512, max_length=256, pretrain_steps=300,
+                                                  batch_size=32, learning_rate=3e-3)
+    samples: int = 4              # sampled paths per training question (wrong ones get corrected)
+    corrections_per_question: int = 1
+    temperature: float = 1.0
+    max_tokens: int = 160
+    train: TrainConfig = TrainConfig(epochs=2, learning_rate=1e-3, batch_size=32, max_length=384, logging_steps=10)
+    arms: list[Literal["cot", "lema", "cot_extra", "lema_no_expl"]] = ["cot", "lema", "cot_extra", "lema_no_expl"]
+    experiment: str = "lema-lab"
+
+
 class Config(_Strict):
     run_dir: str = "runs/default"
     seed: int = 1234
@@ -189,6 +215,7 @@ class Config(_Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     register_: RegisterConfig = Field(RegisterConfig(), alias="register")
     vllm: VLLMConfig = VLLMConfig()
+    lab: LabConfig = LabConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -23,6 +23,16 @@ def _plt():
     return plt
 
 
+def save(fig, path: Path) -> Path:
+    """Write a figure as PNG and free it (matplotlib keeps figures alive otherwise)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_funnel(counts: dict[str, int], path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -32,9 +42,7 @@ def plot_funnel(counts: dict[str, int], path: Path) -> Path:
     ax.set_xlabel("rows")
     ax.set_title("Collect -> correct -> validate funnel")
     ax.set_xlim(0, max(values + [1]) * 1.15)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -64,9 +72,7 @@ def plot_accuracy(metrics: dict[str, dict[str, dict]], path: Path) -> Path:
     ax.set_ylabel("pass@1 (%)")
     ax.set_title("Greedy pass@1 with 95% Wilson intervals")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -78,9 +84,7 @@ def plot_steps(histogram: dict[int, int], path: Path) -> Path:
     ax.set_xlabel("first incorrect step")
     ax.set_ylabel("corrections")
     ax.set_title("Where the mistakes happen")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -93,9 +97,7 @@ def plot_losses(histories: dict[str, list[dict]], path: Path) -> Path:
     ax.set_ylabel("training loss (completion tokens)")
     ax.set_title("Fine-tuning loss")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -115,9 +117,7 @@ def plot_by_level(metrics: dict[str, dict[str, dict]], path: Path) -> Path | Non
     ax.set_ylabel("pass@1 (%)")
     ax.set_title("MATH accuracy by level")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -134,9 +134,7 @@ def plot_paired(comparison: dict[str, dict], path: Path) -> Path:
     ax.set_ylabel("questions")
     ax.set_title("Paired wins and losses (McNemar)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -171,7 +169,7 @@ def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, di
         lines += [f"| {k} | {v['n']} | {v['wins']} | {v['losses']} | {100 * v['diff']:+.1f} pts | "
                   f"[{100 * v['ci95'][0]:+.1f}, {100 * v['ci95'][1]:+.1f}] | {v['p_mcnemar']:.3f} |"
                   for k, v in comparison.items()]
-    if registry:
+    if registry and "decision" in registry:
         d = registry["decision"]
         lines += ["", "## Registry and promotion", "", f"- tracking URI: `{redact_uri(registry['tracking_uri'])}`",
                   f"- model: `{registry['model_name']}`, versions {registry['versions']}",

@@ -57,7 +57,7 @@ def run_with_display(cfg: Config, force: bool = False) -> int:
     f = summary["funnel"]
     console.print("Funnel: " + " -> ".join(f"{k} {v}" for k, v in f.items()))
     reg = summary.get("registry") or {}
-    if reg:
+    if reg and "decision" in reg:
         d = reg["decision"]
         verdict = "[bold green]promoted to champion[/]" if d["promote"] else "[bold yellow]kept as challenger[/]"
         console.print(f"Registry: model [bold]{reg['model_name']}[/] versions {reg['versions']} at "

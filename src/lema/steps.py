@@ -105,4 +105,6 @@ def math_steps(solution: str, answer: str) -> list[str]:
 def solution_steps(solution: str, answer: str, task: str) -> list[str]:
     if task == "math":
         return math_steps(solution, answer)
+    if task == "lab":  # generated already in step format, answer step included
+        return split_steps(solution)
     return gsm8k_steps(solution, answer)
