@@ -1,4 +1,5 @@
-"""vLLM vs transformers generation throughput on the same model and prompts.
+"""vLLM vs transformers on the same model and prompts: sampling tokens/s (collect) and greedy
+evaluation questions/s (evaluate).
 
     .venv/bin/python bench/generation.py [--model DIR] [--prompts 64] [--n 4] [--max-tokens 128]
 
@@ -44,16 +45,24 @@ def main() -> None:
     prompts = [cot_prompt("gsm8k").render(question=p.question) for p in problems]
     # min_tokens is not portable across backends; a fixed budget with no stop string keeps the work equal.
     sampling = Sampling(n=args.n, temperature=1.0, max_tokens=args.max_tokens)
+    # Evaluation shape: greedy, one answer per question, stop at the next question.
+    greedy = Sampling(n=1, temperature=0.0, max_tokens=args.max_tokens, stop=("\nQuestion:",))
     v = VLLMBackend(model, seed=0, dtype="float32")
     measure(v, prompts[:4], sampling)  # warm-up
     vllm = measure(v, prompts, sampling)
+    vllm_eval = measure(v, prompts, greedy)
     v.close()
     hf = TransformersBackend(model, batch_size=16)
     measure(hf, prompts[:4], Sampling(n=1, max_tokens=8))
     tf = measure(hf, prompts, sampling)
-    print(json.dumps({"model": model, "prompts": len(prompts), "n": args.n, "max_tokens": args.max_tokens,
-                      "vllm": vllm, "transformers": tf, "ratio_tokens_per_s": vllm["tokens_per_s"] / tf["tokens_per_s"]},
-                     indent=1))
+    tf_eval = measure(hf, prompts, greedy)
+    q = len(prompts)
+    print(json.dumps({"model": model, "prompts": q, "n": args.n, "max_tokens": args.max_tokens,
+                      "sampling": {"vllm": vllm, "transformers": tf,
+                                   "ratio_tokens_per_s": vllm["tokens_per_s"] / tf["tokens_per_s"]},
+                      "evaluation": {"vllm_questions_per_s": q / vllm_eval["seconds"],
+                                     "transformers_questions_per_s": q / tf_eval["seconds"],
+                                     "ratio": tf_eval["seconds"] / vllm_eval["seconds"]}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -112,7 +112,9 @@ def test_quick_lab_runs_end_to_end(tmp_path):
     assert seed["sizes"]["lema"]["examples"] == seed["sizes"]["cot_extra"]["examples"]
     assert seed["sizes"]["lema"]["examples"] == seed["sizes"]["cot"]["examples"] + seed["used"]
     assert 0 <= results["aggregate"]["arms"]["lema"]["mean"] <= 1
-    import mlflow
+    from mlflow import MlflowClient
 
-    runs = mlflow.search_runs(experiment_names=["lema-lab"], tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert len(runs) == 4
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("lema-lab")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.data.params["arm"] for r in runs) == ["cot", "cot_extra", "lema", "lema_no_expl"]

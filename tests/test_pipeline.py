@@ -73,9 +73,14 @@ def test_registry_has_both_versions_and_a_champion(run):
     reg = json.loads((paths(cfg).register / "report.json").read_text())["details"]
     client = MlflowClient(tracking_uri=reg["tracking_uri"])
     champion = client.get_model_version_by_alias(cfg.register_.model_name, "champion")
-    challenger = client.get_model_version_by_alias(cfg.register_.model_name, "challenger")
-    assert {str(champion.version), str(challenger.version)} == set(reg["versions"].values())
-    assert champion.tags["variant"] == reg["champion"]
+    # a fresh registry: the run's better variant becomes champion, the other is recorded as not selected
+    assert str(champion.version) == reg["versions"][reg["candidate"]]
+    assert champion.tags["variant"] == reg["champion"] == reg["candidate"]
+    assert champion.tags["promotion.reason"] == "no current champion"
+    other = next(v for k, v in reg["versions"].items() if k != reg["candidate"])
+    assert client.get_model_version(cfg.register_.model_name, other).tags["promotion.decision"] == "not-selected"
+    assert {"git_commit", "data_version", "config_hash"} <= set(champion.tags)
+    assert "MLFLOW_TRACKING_URI" not in __import__("os").environ  # the run did not leak its store
     run_data = client.get_run(champion.run_id).data
     assert "gsm8k_test.accuracy" in run_data.metrics and "funnel.validated" in run_data.metrics
     assert run_data.params["train.epochs"] == str(cfg.train.epochs)

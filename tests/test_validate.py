@@ -85,3 +85,33 @@ def test_ngram_overlap_measure():
     idx = NgramIndex(["Tom has five red apples and gives two of them to his sister Mary today"], n=4)
     assert idx.max_overlap("tom has five red apples and gives two of them to his sister mary today") == 1.0
     assert idx.max_overlap("A completely different question about the speed of a train") == 0.0
+
+
+def test_the_same_suites_validate_paths_and_sft_sets(tmp_path):
+    from lema.data import load_bundled
+    from lema.records import SampledPath, SFTExample
+    from lema.validate import validate_file
+
+    from .conftest import DATA
+
+    test_q = load_bundled("gsm8k/test", DATA)[3].question
+    base = dict(id="q1", task="gsm8k", question="Tom has 3 apples and buys 2 more. How many now?",
+                gold_solution="3 + 2 = 5\n#### 5", gold_answer="5", generator="g", model="m", prompt_hash="abcdef0123",
+                sampling={}, sample_index=0)
+    paths = [SampledPath(**base, path="Step 1: The answer is 5.", pred_answer="5", correct=True),
+             SampledPath(**base, path="Step 1: The answer is 6.", pred_answer="6", correct=True),  # mis-graded
+             SampledPath(**(base | {"question": test_q}), path="x 1", pred_answer="1", correct=False)]  # leaked
+    write_jsonl(tmp_path / "p.jsonl", paths)
+    rep = validate_file("paths", tmp_path / "p.jsonl", tmp_path / "pv.jsonl", tmp_path / "pq.jsonl",
+                        tmp_path / "pge.json", eval_questions=[test_q])
+    assert (rep.n_in, rep.n_out, rep.n_quarantined) == (3, 1, 2)
+    reasons = [set(r["reasons"]) for r in read_raw(tmp_path / "pq.jsonl")]
+    assert reasons == [{"grade_consistent"}, {"no_test_set_leakage"}]
+    sft = [SFTExample(id="1", task="gsm8k", kind="cot", prompt="Question: q\nAnswer:\n", completion="Step 1: 1"),
+           SFTExample(id="2", task="gsm8k", kind="correction", prompt="Question: q", completion="no format"),
+           SFTExample(id="3", task="gsm8k", kind="cot", prompt="Question: q", completion=" ")]
+    write_jsonl(tmp_path / "s.jsonl", sft)
+    rep = validate_file("sft", tmp_path / "s.jsonl", tmp_path / "sv.jsonl", tmp_path / "sq.jsonl",
+                        tmp_path / "sge.json", eval_questions=[])
+    assert rep.n_out == 1 and rep.details["failed_expectations"] == {"correction_well_formed": 1,
+                                                                    "completion_non_empty": 1}

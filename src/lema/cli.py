@@ -48,6 +48,31 @@ def cmd_stage(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    from . import pipeline as pl
+    from .validate import run_validate, validate_file
+
+    cfg = _config(args)
+    if args.input is None:
+        if args.kind != "corrections":
+            raise SystemExit("--kind paths|sft needs --input FILE")
+        _print_report(pl.stage_validate(cfg))
+        return 0
+    out = Path(args.output or Path(args.input).with_suffix(".valid.jsonl"))
+    quarantine = Path(args.quarantine or out.with_suffix(".quarantine.jsonl"))
+    questions = [q.question for ps in pl.eval_sets(cfg, full=True).values() for q in ps]
+    v = cfg.validate_
+    if args.kind == "corrections":
+        report = run_validate(args.input, out, quarantine, out.with_suffix(".ge.json"), v.min_pass_rate,
+                              eval_questions=questions, leakage_ngram=v.leakage_ngram,
+                              leakage_threshold=v.leakage_threshold)
+    else:
+        report = validate_file(args.kind, args.input, out, quarantine, out.with_suffix(".ge.json"), questions,
+                               v.leakage_ngram, v.leakage_threshold, v.min_pass_rate)
+    _print_report(report)
+    return 0
+
+
 def cmd_variant(args) -> int:
     from . import pipeline as pl
 
@@ -158,8 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", default=None, help="write each row with `correct` and `pred_answer`")
     g.set_defaults(fn=cmd_grade)
 
-    for name in ("base-model", "collect", "validate", "build-sft", "register", "report"):
+    for name in ("base-model", "collect", "build-sft", "register", "report"):
         with_config(sub.add_parser(name, help=f"run the {name} stage")).set_defaults(fn=cmd_stage)
+    v = with_config(sub.add_parser("validate", help="GE validation of corrections (the stage), or of any "
+                                   "paths/sft file"))
+    v.add_argument("--kind", choices=["corrections", "paths", "sft"], default="corrections")
+    v.add_argument("--input")
+    v.add_argument("--output")
+    v.add_argument("--quarantine")
+    v.set_defaults(fn=cmd_validate)
     for name in ("train", "evaluate"):
         p = with_config(sub.add_parser(name, help=f"{name} the CoT-only and LeMa models"))
         p.add_argument("--variant", action="append", choices=["cot", "lema"])

@@ -160,9 +160,15 @@ def run_seed(cfg: Config, lab: LabConfig, seed: int, splits: dict[str, list[Prob
 
 
 def _track(lab: LabConfig, uri: str, summaries: list[dict]) -> None:
+    from .register import using_tracking_uri
+
+    with using_tracking_uri(uri):
+        _log_arms(lab, summaries)
+
+
+def _log_arms(lab: LabConfig, summaries: list[dict]) -> None:
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(lab.experiment)
     for s in summaries:
         for arm in lab.arms:

@@ -11,6 +11,7 @@ promotion history, ``lema registry history``) and in a model card.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -23,6 +24,28 @@ from .promote import Decision, decide
 from .records import StageReport
 
 SECRET_MARKERS = ("key", "token", "secret", "password")
+
+
+@contextlib.contextmanager
+def using_tracking_uri(uri: str):
+    """Point MLflow at `uri` for a block, then restore the previous URI and environment.
+
+    `mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI, so without this a second run in the
+    same process (or any subprocess it starts) would silently log to the first run's store.
+    """
+    import mlflow
+
+    before_env = os.environ.get("MLFLOW_TRACKING_URI")
+    before = mlflow.get_tracking_uri() if before_env else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        if before_env is None:
+            mlflow.set_tracking_uri(None)  # unsets the global and the environment variable
+        else:
+            mlflow.set_tracking_uri(before)
+            os.environ["MLFLOW_TRACKING_URI"] = before_env
 
 
 def tracking_uri(configured: str | None, run_dir: str | Path) -> str:
@@ -125,12 +148,19 @@ def register_models(candidates: list[dict[str, Any]], *, uri: str, experiment: s
                     stage_metrics: dict[str, float], tags: dict[str, str] | None = None, alpha: float = 0.05,
                     min_questions: int = 1, seed: int = 0) -> StageReport:
     """candidates: [{name, model_dir, metrics: {set: {...}}, rows: path, artifacts: [...], loss_history}]."""
+    with using_tracking_uri(uri):
+        return _register(candidates, uri=uri, experiment=experiment, model_name=model_name,
+                         primary_metric=primary_metric, params=params, run_artifacts=run_artifacts,
+                         stage_metrics=stage_metrics, tags=tags, alpha=alpha, min_questions=min_questions, seed=seed)
+
+
+def _register(candidates, *, uri, experiment, model_name, primary_metric, params, run_artifacts, stage_metrics, tags,
+              alpha, min_questions, seed) -> StageReport:
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     tags = dict(tags or {})
     versions: dict[str, str] = {}
     run_ids: dict[str, str] = {}

@@ -152,7 +152,7 @@ def train(model: str, data_path: str | Path, out_dir: str | Path, cfg: TrainConf
     tok = AutoTokenizer.from_pretrained(model)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    ds = _dataset(data_path, cfg, tok, seed, ("cot",) if name == "cot" else ("cot", "correction"))
+    ds = _dataset(data_path, cfg, tok, seed, ("cot", "correction") if name == "lema" else ("cot",))
     quant = quantization_config(cfg)
     dtype = torch.bfloat16 if cfg.bf16 else torch.float32
     base = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, quantization_config=quant)

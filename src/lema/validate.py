@@ -51,6 +51,88 @@ class NgramIndex:
         return max(hits.values(), default=0) / len(grams)
 
 
+def paths_frame(rows, index: "NgramIndex"):
+    """Collected paths: provenance present, grade consistent with the gold answer, no eval leakage."""
+    import pandas as pd
+
+    return pd.DataFrame.from_records([{
+        "path_len": len(r.path.strip()), "prompt_hash": r.prompt_hash or "", "generator": r.generator,
+        "grade_consistent": r.correct == answers_equal(r.pred_answer, r.gold_answer, r.task),
+        "eval_overlap": index.max_overlap(r.question)} for r in rows])
+
+
+def paths_suite(leakage_threshold: float = 0.5):
+    import great_expectations as gx
+
+    E = gx.expectations
+    suite = gx.ExpectationSuite(name="lema_paths")
+    for name, exp in [
+        ("path_non_empty", E.ExpectColumnValuesToBeBetween(column="path_len", min_value=1)),
+        ("prompt_hash_recorded", E.ExpectColumnValueLengthsToBeBetween(column="prompt_hash", min_value=8)),
+        ("generator_named", E.ExpectColumnValueLengthsToBeBetween(column="generator", min_value=1)),
+        ("grade_consistent", E.ExpectColumnValuesToBeInSet(column="grade_consistent", value_set=[True])),
+        ("no_test_set_leakage", E.ExpectColumnValuesToBeBetween(column="eval_overlap", min_value=0.0,
+                                                                max_value=leakage_threshold)),
+    ]:
+        exp.meta = {"name": name}
+        suite.add_expectation(exp)
+    return suite
+
+
+def sft_frame(rows, index: "NgramIndex"):
+    """SFT sets: non-empty prompt/completion, known kinds, corrections well-formed, no eval leakage."""
+    import pandas as pd
+
+    return pd.DataFrame.from_records([{
+        "prompt_len": len(r.prompt.strip()), "completion_len": len(r.completion.strip()), "kind": r.kind,
+        "well_formed": r.kind != "correction" or parse_correction(r.completion).incorrect_step is not None,
+        "eval_overlap": index.max_overlap(r.prompt)} for r in rows])
+
+
+def sft_suite(leakage_threshold: float = 0.5):
+    import great_expectations as gx
+
+    E = gx.expectations
+    suite = gx.ExpectationSuite(name="lema_sft")
+    for name, exp in [
+        ("prompt_non_empty", E.ExpectColumnValuesToBeBetween(column="prompt_len", min_value=1)),
+        ("completion_non_empty", E.ExpectColumnValuesToBeBetween(column="completion_len", min_value=1)),
+        ("known_kind", E.ExpectColumnValuesToBeInSet(column="kind", value_set=["cot", "correction"])),
+        ("correction_well_formed", E.ExpectColumnValuesToBeInSet(column="well_formed", value_set=[True])),
+        ("no_test_set_leakage", E.ExpectColumnValuesToBeBetween(column="eval_overlap", min_value=0.0,
+                                                                max_value=leakage_threshold)),
+    ]:
+        exp.meta = {"name": name}
+        suite.add_expectation(exp)
+    return suite
+
+
+def validate_file(kind: str, input_path: str | Path, output_path: str | Path, quarantine_path: str | Path,
+                  result_path: str | Path, eval_questions: list[str], leakage_ngram: int = 8,
+                  leakage_threshold: float = 0.5, min_pass_rate: float = 0.0) -> StageReport:
+    """The same GE machinery on collected paths (`paths`) or SFT sets (`sft`)."""
+    from .records import SampledPath, SFTExample
+
+    model, frame, suite = {"paths": (SampledPath, paths_frame, paths_suite),
+                           "sft": (SFTExample, sft_frame, sft_suite)}[kind]
+    rows = list(iter_jsonl(input_path, model))
+    index = NgramIndex(eval_questions, leakage_ngram)
+    ge_result, failures = (run_suite(frame(rows, index), lambda: suite(leakage_threshold)) if rows
+                           else ({"success": True}, {}))
+    write_jsonl(output_path, [r for i, r in enumerate(rows) if i not in failures])
+    write_jsonl(quarantine_path, [Quarantined(stage=f"validate:{kind}", reasons=sorted(set(failures[i])),
+                                              record=rows[i].model_dump(), source=str(input_path))
+                                  for i in sorted(failures)])
+    write_json(result_path, ge_result)
+    rate = 1 - len(failures) / len(rows) if rows else 1.0
+    if rate < min_pass_rate:
+        raise ValidationFailed(f"validate {kind}: pass rate {rate:.1%} is below the floor {min_pass_rate:.1%}")
+    return StageReport(stage=f"validate:{kind}", n_in=len(rows), n_out=len(rows) - len(failures),
+                       n_quarantined=len(failures), details={"pass_rate": rate,
+                       "failed_expectations": dict(Counter(n for v in failures.values() for n in v))},
+                       outputs={"valid": str(output_path), "quarantine": str(quarantine_path)})
+
+
 class ValidationFailed(RuntimeError):
     """The share of valid corrections fell below the configured floor."""
 
