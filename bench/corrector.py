@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,23 +21,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main() -> None:
     from lema.config import CorrectorConfig
     from lema.llm_corrector import LLMCorrector
     from lema.records import WrongPath
-    from tests.openai_fault_server import FaultServer
     from tests.test_llm_corrector import wrong_paths
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32, 128])
     args = ap.parse_args()
-    server = FaultServer(latency=args.latency).start()
+    # The server runs in its own process so that it does not share the client's interpreter.
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "openai_fault_server.py"), "--port", str(port),
+                               "--latency", str(args.latency), "--seconds", "600"], stdout=subprocess.PIPE, text=True)
+    server.stdout.readline()  # "listening on ..."
+    url = f"http://127.0.0.1:{port}/v1"
     results = []
     try:
+        # Warm-up (imports, SSL context, first connections), not timed.
+        warm = CorrectorConfig(kind="llm", model="bench", base_url=url, n=1, concurrency=8, timeout_s=30)
+        with tempfile.TemporaryDirectory() as cache:
+            LLMCorrector(warm, cache).correct([WrongPath(**r) for r in wrong_paths(16)])
         for c in args.levels:
-            rows = [WrongPath(**r) for r in wrong_paths(max(40, 6 * c))]
-            cfg = CorrectorConfig(kind="llm", model="bench", base_url=server.url, n=1, concurrency=c, timeout_s=30)
+            rows = [WrongPath(**r) for r in wrong_paths(max(40, 10 * c))]
+            cfg = CorrectorConfig(kind="llm", model="bench", base_url=url, n=1, concurrency=c, timeout_s=30)
             with tempfile.TemporaryDirectory() as cache:
                 corrector = LLMCorrector(cfg, cache)
                 t0 = time.perf_counter()
@@ -49,7 +65,8 @@ def main() -> None:
                             "efficiency": round(rate / ideal, 3)})
             print(json.dumps(results[-1]), flush=True)
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(10)
 
 
 if __name__ == "__main__":

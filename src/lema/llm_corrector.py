@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +58,7 @@ class ResponseCache:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._dirs: set[str] = set()
 
     @staticmethod
     def key(payload: dict) -> str:
@@ -78,12 +78,13 @@ class ResponseCache:
 
     def put(self, key: str, value: dict) -> None:
         p = self._path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(value, fh, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
+        if key[:2] not in self._dirs:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(key[:2])
+        # Write-then-rename: a killed process leaves either the whole entry or none.  (No fsync: that
+        # would guard against power loss at a large cost per response; a lost entry is only re-bought.)
+        tmp = p.with_name(f".{key}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, p)
 
 
@@ -162,6 +163,7 @@ class LLMCorrector:
 
     async def _send(self, client, payload: dict) -> dict:
         """One logical request: retried until it succeeds or retries run out."""
+        import httpx
         from openai import APIConnectionError, APIResponseValidationError, APIStatusError, APITimeoutError
 
         c = self.cfg
@@ -170,17 +172,14 @@ class LLMCorrector:
             wait = min(c.backoff_max_s, c.backoff_base_s * 2 ** attempt) * random.uniform(0.5, 1.0)
             try:
                 self.usage.requests += 1
-                if c.api == "chat":
-                    resp = await client.chat.completions.create(
-                        model=c.model, messages=[{"role": "user", "content": payload["prompt"]}],
-                        temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens)
-                    text = resp.choices[0].message.content or ""
-                else:
-                    resp = await client.completions.create(model=c.model, prompt=payload["prompt"],
-                                                           temperature=c.temperature, top_p=c.top_p,
-                                                           max_tokens=c.max_tokens)
-                    text = resp.choices[0].text
-                usage = resp.usage.model_dump() if resp.usage else {}
+                # The SDK's client (auth, headers, typed errors) with a plain JSON body: its per-call
+                # request transformation costs ~1 ms, which serialises under high concurrency.
+                path = "/chat/completions" if c.api == "chat" else "/completions"
+                raw = await client.post(path, body=self._body(payload["prompt"]), cast_to=httpx.Response)
+                body = json.loads(raw.text)
+                choice = body["choices"][0]
+                text = (choice["message"]["content"] if c.api == "chat" else choice["text"]) or ""
+                usage = body.get("usage") or {}
                 return {"text": text, "usage": {k: usage.get(k, 0) for k in ("prompt_tokens", "completion_tokens")}}
             except APIStatusError as e:
                 if e.status_code not in RETRYABLE_STATUS:
@@ -194,7 +193,8 @@ class LLMCorrector:
                 self._error("timeout")
             except APIConnectionError:
                 self._error("connection")
-            except (APIResponseValidationError, json.JSONDecodeError, AttributeError, IndexError, TypeError):
+            except (APIResponseValidationError, json.JSONDecodeError, httpx.HTTPError, KeyError, AttributeError,
+                    IndexError, TypeError):
                 self._error("bad_body")
             if attempt == c.max_retries:
                 break
