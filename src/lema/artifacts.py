@@ -103,12 +103,8 @@ def collect_shard(cfg: Config, index: int, count: int, generator: str = "") -> S
     gens = [g for g in cfg.generators if generator in ("", g.name)]
     if not gens:
         raise ValueError(f"no generator named {generator!r} in the config")
-
-    def make(g):
-        return pl.backend_for(cfg, g.backend, pl.resolve_model(cfg, g.model), g.base_url)
-
-    return run_collect(problems, gens, make, lambda m: pl.resolve_model(cfg, m), pl.paths(cfg).collect,
-                       seed=cfg.seed + index)
+    return run_collect(problems, gens, pl.generator_backend(cfg), lambda m: pl.resolve_model(cfg, m),
+                       pl.paths(cfg).collect, seed=cfg.seed + index)
 
 
 def merge_collect(shard_dirs: list[str], out_dir: str | Path) -> StageReport:
@@ -124,16 +120,15 @@ def merge_collect(shard_dirs: list[str], out_dir: str | Path) -> StageReport:
 
 def correct_shard(cfg: Config, index: int, count: int) -> StageReport:
     """Correct every count-th wrong path (the wrong paths come in as the collect artifact)."""
-    from .correct import make_corrector, run_correct
+    from .correct import run_correct
     from .records import WrongPath
 
     p = pl.paths(cfg)
     rows = read_jsonl(p.collect / "wrong.jsonl", WrongPath)[index::count]
     shard_in = p.root / "shard-wrong.jsonl"
     write_jsonl(shard_in, rows)
-    options = {} if cfg.corrector.kind == "reference" else {"cfg": cfg.corrector, "cache_dir": p.correct / "cache"}
     return run_correct(shard_in, p.correct / "corrections.jsonl", p.correct / "quarantine.jsonl",
-                       make_corrector(cfg.corrector.kind, **options), p.correct / "report.json")
+                       pl.corrector_for(cfg, p.correct / "cache"), p.correct / "report.json")
 
 
 def merge_correct(shard_dirs: list[str], out_dir: str | Path) -> StageReport:

@@ -15,8 +15,8 @@ def _config(args):
 
     overrides = {}
     for item in getattr(args, "set", None) or []:
-        key, _, value = item.partition("=")
-        if not _:
+        key, sep, value = item.partition("=")
+        if not sep:
             raise SystemExit(f"--set expects key=value, got {item!r}")
         overrides[key] = yaml.safe_load(value)
     return load_config(args.config, overrides)
@@ -85,23 +85,20 @@ def cmd_variant(args) -> int:
 
 def cmd_correct(args) -> int:
     from . import pipeline as pl
-    from .correct import make_corrector, run_correct
+    from .correct import run_correct
 
     cfg = _config(args)
+    if args.corrector:
+        cfg.corrector.kind = args.corrector
+    if args.model:
+        cfg.corrector.model = args.model
     if args.input is None:
-        if args.corrector:
-            cfg.corrector.kind = args.corrector
         _print_report(pl.stage_correct(cfg))
         return 0
-    kind = args.corrector or cfg.corrector.kind
     out = Path(args.output or Path(args.input).with_suffix(".corrected.jsonl"))
     quarantine = Path(args.quarantine or out.with_suffix(".quarantine.jsonl"))
-    options = {}
-    if kind != "reference":
-        if args.model:
-            cfg.corrector.model = args.model
-        options = {"cfg": cfg.corrector, "cache_dir": Path(args.cache_dir or out.parent / "correct-cache")}
-    _print_report(run_correct(args.input, out, quarantine, make_corrector(kind, **options)))
+    cache = Path(args.cache_dir or out.parent / "correct-cache")
+    _print_report(run_correct(args.input, out, quarantine, pl.corrector_for(cfg, cache)))
     return 0
 
 
@@ -234,10 +231,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from .jsonl import DataError
+    from .validate import ValidationFailed
 
     try:
         return args.fn(args)
-    except (DataError, FileNotFoundError, ValueError) as e:
+    except (DataError, FileNotFoundError, ValueError, ValidationFailed) as e:
         print(f"lema {args.command}: error: {e}", file=sys.stderr)
         return 2
 

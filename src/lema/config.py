@@ -146,7 +146,8 @@ class TrainConfig(_Strict):
     gradient_checkpointing: bool = False
     quantization: Literal["none", "nf4"] = "none"  # nf4 = QLoRA (bitsandbytes, CUDA only)
     double_quant: bool = True
-    packing: bool = False                 # padding-free packing of examples
+    packing: bool = False                 # pack examples into max_length blocks
+    packing_strategy: Literal["bfd", "bfd_split", "wrapped"] = "wrapped"  # bfd implies padding-free (FlashAttention)
     save_steps: int | None = None         # checkpoint every N steps (default: every epoch)
     mixture: dict[str, float] = {"cot": 1.0, "correction": 1.0}  # sampling weight per SFT example kind
     lora: LoraConfigModel = LoraConfigModel()
@@ -172,6 +173,9 @@ class RegisterConfig(_Strict):
 
 class VLLMConfig(_Strict):
     gpu_memory_utilization: float = 0.2  # on the CPU build this is a share of host memory
+    # Explicit KV-cache size.  On CPU, vLLM otherwise subtracts this process's whole RSS (e.g. a model
+    # trained earlier in the same `lema run`) from its share and can end up with nothing.  None = auto.
+    kv_cache_gib: float | None = 1.0
     dtype: str = "float32"
     max_model_len: int | None = None
     enforce_eager: bool = True

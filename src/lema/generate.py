@@ -61,12 +61,14 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, model: str, seed: int = 0, gpu_memory_utilization: float = 0.2,
-                 dtype: str = "auto", max_model_len: int | None = None, enforce_eager: bool = True):
+                 dtype: str = "auto", max_model_len: int | None = None, enforce_eager: bool = True,
+                 kv_cache_gib: float | None = 1.0):
         from vllm import LLM
 
         self.model = model
+        extra = {"kv_cache_memory_bytes": int(kv_cache_gib * 2**30)} if kv_cache_gib else {}
         self.llm = LLM(model=model, seed=seed, gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
-                       max_model_len=max_model_len, enforce_eager=enforce_eager)
+                       max_model_len=max_model_len, enforce_eager=enforce_eager, **extra)
 
     def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
         from vllm import SamplingParams

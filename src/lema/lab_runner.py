@@ -24,6 +24,8 @@ from .config import Config, GeneratorConfig, LabConfig
 from .jsonl import write_json, write_jsonl
 from .records import Correction, EvalRow, Problem, SFTExample, WrongPath
 
+ARM_SHORT = {"base": "base", "cot": "CoT", "lema": "LeMa", "cot_extra": "CoT + extra CoT",
+             "lema_no_expl": "LeMa, no expl."}
 ARM_TITLES = {"cot": "CoT only", "lema": "CoT + corrections (LeMa)", "cot_extra": "CoT + matched extra CoT",
               "lema_no_expl": "LeMa without explanations"}
 
@@ -227,8 +229,7 @@ def write_lab_report(lab: LabConfig, summaries: list[dict], agg: dict, out: Path
     for i, a in enumerate(arms):
         ax.scatter([i] * len(agg["arms"][a]["per_seed"]), [100 * x for x in agg["arms"][a]["per_seed"]],
                    color="black", s=10, zorder=3)
-    ax.set_xticks(range(len(arms)), ["base"] + [ARM_TITLES[a].replace(" (LeMa)", "") for a in lab.arms],
-                  fontsize=7)
+    ax.set_xticks(range(len(arms)), [ARM_SHORT[a] for a in arms], fontsize=8)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"Accuracy per arm: mean of {len(summaries)} seed(s), 95% CI across seeds")
     save(fig, out / "accuracy_per_arm.png")
@@ -237,7 +238,7 @@ def write_lab_report(lab: LabConfig, summaries: list[dict], agg: dict, out: Path
     for a in arms:
         steps = sorted({k for s in summaries for k in s["arms"][a]["by_steps"]}, key=int)
         ax.plot([int(k) for k in steps], [100 * sum(s["arms"][a]["by_steps"].get(k, 0) for s in summaries)
-                                          / len(summaries) for k in steps], marker="o", label=a)
+                                          / len(summaries) for k in steps], marker="o", label=ARM_SHORT[a])
     ax.set_xlabel("reasoning steps in the problem")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("Accuracy vs number of steps")
@@ -251,7 +252,8 @@ def write_lab_report(lab: LabConfig, summaries: list[dict], agg: dict, out: Path
     for i, a in enumerate(shown):
         counts = [sum(s["arms"][a]["mistakes"].get(str(p), s["arms"][a]["mistakes"].get(p, 0)) for s in summaries)
                   for p in positions]
-        ax.bar([p + i * width for p in positions], counts, width, label=a)
+        ax.bar([j + i * width for j in range(len(positions))], counts, width, label=ARM_SHORT[a])
+    ax.set_xticks([j + width * (len(shown) - 1) / 2 for j in range(len(positions))], [str(p) for p in positions])
     ax.set_xlabel("first wrong step of a wrong test answer (0 = not localised)")
     ax.set_ylabel("test answers")
     ax.set_title("Where the model's mistakes happen, before and after fine-tuning")

@@ -92,23 +92,36 @@ def stage_base_model(cfg: Config) -> StageReport:
     return report
 
 
-def stage_collect(cfg: Config) -> StageReport:
-    from .collect import run_collect
-
+def generator_backend(cfg: Config):
+    """Factory: one backend per generator config (model names resolved)."""
     def make(g: GeneratorConfig):
         return backend_for(cfg, g.backend, resolve_model(cfg, g.model), g.base_url)
 
-    return run_collect(train_problems(cfg, cfg.data.train_limit), cfg.generators, make,
+    return make
+
+
+def corrector_for(cfg: Config, cache_dir: Path, kind: str | None = None):
+    """The configured corrector; LLM-backed ones keep their response cache in `cache_dir`."""
+    from .correct import make_corrector
+
+    kind = kind or cfg.corrector.kind
+    return make_corrector(kind) if kind == "reference" else make_corrector(kind, cfg=cfg.corrector,
+                                                                           cache_dir=cache_dir)
+
+
+def stage_collect(cfg: Config) -> StageReport:
+    from .collect import run_collect
+
+    return run_collect(train_problems(cfg, cfg.data.train_limit), cfg.generators, generator_backend(cfg),
                        lambda m: resolve_model(cfg, m), paths(cfg).collect, seed=cfg.seed)
 
 
 def stage_correct(cfg: Config) -> StageReport:
-    from .correct import make_corrector, run_correct
+    from .correct import run_correct
 
     p = paths(cfg)
-    options = {} if cfg.corrector.kind == "reference" else {"cfg": cfg.corrector, "cache_dir": p.correct / "cache"}
     return run_correct(p.collect / "wrong.jsonl", p.correct / "corrections.jsonl", p.correct / "quarantine.jsonl",
-                       make_corrector(cfg.corrector.kind, **options), p.correct / "report.json")
+                       corrector_for(cfg, p.correct / "cache"), p.correct / "report.json")
 
 
 def stage_validate(cfg: Config) -> StageReport:

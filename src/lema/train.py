@@ -94,7 +94,7 @@ def sft_args(cfg: TrainConfig, out_dir: Path, seed: int, lr: float | None = None
         max_grad_norm=cfg.max_grad_norm, max_length=cfg.max_length, logging_steps=cfg.logging_steps,
         save_strategy="steps" if cfg.save_steps else "epoch", save_steps=cfg.save_steps or 500, save_total_limit=2,
         report_to=[], seed=seed, data_seed=seed, completion_only_loss=True, packing=cfg.packing,
-        padding_free=cfg.packing, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        packing_strategy=cfg.packing_strategy, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
         disable_tqdm=False, bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
     )
 
