@@ -189,7 +189,7 @@ class LabConfig(_Strict):
     seeds: list[int] = [1, 2, 3]
     data_seed: int = 0            # the same problems for every seed and arm
     n_pool: int = 4000            # pretraining problems (disjoint from train and test)
-    n_train: int = 1500           # fine-tuning questions; their wrong paths get corrected
+    n_train: int = 1000           # fine-tuning questions; their wrong paths get corrected
     n_test: int = 400
     min_steps: int = 2
     max_steps: int = 5
