@@ -71,6 +71,7 @@ class FaultServer:
 
     # -- protocol ------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
         body = await request.json()
         chat = request.path.endswith("/chat/completions")
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
@@ -85,10 +86,12 @@ class FaultServer:
             if draw < acc:
                 fault = name
                 break
-        if self.latency:
-            await asyncio.sleep(self.latency)
         if fault:
             self.stats.faults[fault] += 1
+        # Fixed latency measured from arrival: the server's own work is inside it, not added to it.
+        data = json.dumps(self.completion(body, chat, prompt)).encode() if fault in (None, "truncated", "slow") else b""
+        if self.latency:
+            await asyncio.sleep(max(0.0, self.latency - (time.monotonic() - arrived)))
         if fault == "429":
             return web.json_response({"error": {"message": "rate limited", "type": "rate_limit_error"}}, status=429,
                                      headers={"Retry-After": str(f.retry_after)})
@@ -100,7 +103,6 @@ class FaultServer:
             await asyncio.sleep(f.slow_seconds)
             if request.transport is None or request.transport.is_closing():
                 return web.Response(status=499)  # the client gave up; nothing was delivered
-        data = json.dumps(self.completion(body, chat, prompt)).encode()
         if fault == "truncated":
             resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
             resp.content_length = len(data)

@@ -48,6 +48,7 @@ def test_every_stage_ran_and_counts_chain(run):
     assert sum(e.kind == "correction" for e in sft) == len(valid)
     assert len(cot) == cfg.sft.cot_limit and all(e.kind == "cot" for e in cot)
     assert all(e.prompt.endswith("Correction:\n") for e in sft if e.kind == "correction")
+    assert all(e.prompt_hash for e in sft) and len({e.prompt_hash for e in sft}) == 2  # CoT and correction
 
 
 def test_models_trained_and_evaluated(run):
@@ -56,7 +57,7 @@ def test_models_trained_and_evaluated(run):
     for v in ("cot", "lema"):
         assert (p.model(v) / "model.safetensors").exists()
         rows = read_jsonl(p.eval(v) / "rows.jsonl", EvalRow)
-        assert len(rows) == sum(cfg.data.eval_sets.values())
+        assert len(rows) == sum(cfg.data.eval_sets.values()) and all(r.prompt_hash for r in rows)
         metrics = json.loads((p.eval(v) / "metrics.json").read_text())
         for s, m in metrics.items():
             mine = [r for r in rows if r.eval_set == s]

@@ -40,6 +40,9 @@ def collect(problems: list[Problem], generators: list[GeneratorConfig], make_bac
     groups: dict[tuple[str, str, str | None], list[GeneratorConfig]] = defaultdict(list)
     for g in generators:
         groups[(g.backend, resolve_model(g.model), g.base_url)].append(g)
+    by_task: dict[str, list[Problem]] = defaultdict(list)
+    for p in problems:
+        by_task[p.task].append(p)
     paths: list[SampledPath] = []
     for (_kind, model, _url), gens in groups.items():
         backend = make_backend(gens[0])
@@ -47,9 +50,6 @@ def collect(problems: list[Problem], generators: list[GeneratorConfig], make_bac
             for gen in gens:
                 sampling = Sampling(n=gen.n, temperature=gen.temperature, top_p=gen.top_p,
                                     max_tokens=gen.max_tokens, stop=tuple(gen.stop), seed=seed)
-                by_task: dict[str, list[Problem]] = defaultdict(list)
-                for p in problems:
-                    by_task[p.task].append(p)
                 for task, items in by_task.items():
                     template = cot_prompt(task)
                     prompts = [template.render(shots=gen.shots, question=p.question) for p in items]

@@ -43,7 +43,8 @@ def evaluate(backend: Backend, model_name: str, sets: dict[str, list[Problem]], 
         if not problems:
             continue
         task = problems[0].task
-        prompts = [cot_prompt(task).render(shots=shots, question=p.question) for p in problems]
+        template = cot_prompt(task)
+        prompts = [template.render(shots=shots, question=p.question) for p in problems]
         outs = backend.generate(prompts, sampling)
         extra = backend.generate(prompts, sampled) if sampled else [[] for _ in prompts]
         for p, comps, more in zip(problems, outs, extra, strict=True):
@@ -52,7 +53,7 @@ def evaluate(backend: Backend, model_name: str, sets: dict[str, list[Problem]], 
             row = EvalRow(id=p.id, task=p.task, eval_set=set_name, model=model_name, question=p.question,
                           gold_answer=p.gold_answer, prediction=text, pred_answer=pred,
                           extracted=pred is not None, correct=answers_equal(pred, p.gold_answer, p.task),
-                          level=p.level, subject=p.subject)
+                          level=p.level, subject=p.subject, prompt_hash=template.hash(shots))
             if more:
                 answers = [extract_answer(c.text, p.task) for c in more]
                 hits = [answers_equal(a, p.gold_answer, p.task) for a in answers]

@@ -72,6 +72,7 @@ class SFTExample(Record):
     kind: Literal["cot", "correction"]
     prompt: str
     completion: str
+    prompt_hash: str | None = None
 
 
 class EvalRow(Record):
@@ -89,6 +90,7 @@ class EvalRow(Record):
     correct: bool
     level: str | None = None
     subject: str | None = None
+    prompt_hash: str | None = None
 
 
 class Quarantined(Record):

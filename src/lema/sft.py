@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .base_model import cot_text
 from .jsonl import iter_jsonl, write_json, write_jsonl
-from .prompts import load_prompt
+from .prompts import cot_prompt, load_prompt
 from .records import Correction, Problem, SampledPath, SFTExample, StageReport
 from .steps import format_steps, split_steps
 
@@ -22,16 +22,14 @@ def cot_examples(problems: list[Problem], repeats: int = 1) -> list[SFTExample]:
     out = []
     for p in problems:
         prompt, completion = cot_text(p)
-        out.extend(SFTExample(id=p.id, task=p.task, kind="cot", prompt=prompt, completion=completion)
-                   for _ in range(repeats))
+        out.extend(SFTExample(id=p.id, task=p.task, kind="cot", prompt=prompt, completion=completion,
+                              prompt_hash=cot_prompt(p.task).hash(0)) for _ in range(repeats))
     return out
 
 
 def right_path_examples(paths: list[SampledPath]) -> list[SFTExample]:
     """Correct sampled paths as extra CoT data, one per distinct (question, text)."""
     seen, out = set(), []
-    from .prompts import cot_prompt
-
     for p in paths:
         key = (p.id, p.path)
         if p.correct and key not in seen:
@@ -39,7 +37,8 @@ def right_path_examples(paths: list[SampledPath]) -> list[SFTExample]:
             steps = split_steps(p.path)
             out.append(SFTExample(id=p.id, task=p.task, kind="cot",
                                   prompt=cot_prompt(p.task).render(shots=0, question=p.question),
-                                  completion=format_steps(steps) if steps else p.path))
+                                  completion=format_steps(steps) if steps else p.path,
+                                  prompt_hash=cot_prompt(p.task).hash(0)))
     return out
 
 
@@ -49,7 +48,8 @@ def correction_example(c: Correction, explanations: bool = True) -> SFTExample:
     if not explanations:
         completion = "\n".join(line for line in completion.split("\n") if not line.startswith("Explanation:"))
     return SFTExample(id=c.id, task=c.task, kind="correction",
-                      prompt=template.render_sft(question=c.question, path=c.path), completion=completion)
+                      prompt=template.render_sft(question=c.question, path=c.path), completion=completion,
+                      prompt_hash=template.hash(0))
 
 
 def build_sft(problems: list[Problem], corrections: list[Correction], right_paths: list[SampledPath],
