@@ -59,8 +59,9 @@ class LabProblem:
 
 
 def generate(rng: random.Random, min_steps: int = 2, max_steps: int = 6, max_number: int = 20,
-             distractors: float = 0.5) -> LabProblem:
-    """One problem: a running quantity changed by 1..k operations, asked for at the end."""
+             distractors: float = 0.5, max_value: int = 10_000) -> LabProblem:
+    """One problem: a running quantity changed by 1..k operations, asked for at the end.
+    Operations whose result would exceed `max_value` are not drawn (keeps numbers learnable)."""
     n_ops = rng.randint(min_steps, max_steps) - 1  # the first step states the start quantity plus one op
     name, friend = rng.sample(NAMES, 2)
     item = rng.choice(ITEMS)
@@ -68,9 +69,12 @@ def generate(rng: random.Random, min_steps: int = 2, max_steps: int = 6, max_num
     sentences = [f"{name} has {cur} {item}."]
     steps: list[Step] = []
     for _ in range(n_ops + 1):
-        kind = rng.choice(["add", "sub", "mul", "div", "rate"] if cur <= 60 else ["sub", "div", "add"])
+        kinds = ["sub", "div"] + (["add"] if cur + max_number <= max_value else [])
+        kinds += ["mul"] if cur * 2 <= max_value else []
+        kinds += ["rate"] if cur * 2 <= max_value and cur <= 40 else []
+        kind = rng.choice(kinds)
         if kind == "add":
-            b = rng.randint(1, max_number)
+            b = rng.randint(1, min(max_number, max_value - cur))
             sentences.append(rng.choice([f"{name} buys {b} more {item} at {rng.choice(PLACES)}.",
                                          f"{friend} gives {name} {b} {item}."]))
             new, text = cur + b, f"{name} now has {cur} + {b} = {cur + b} {item}."
@@ -80,7 +84,7 @@ def generate(rng: random.Random, min_steps: int = 2, max_steps: int = 6, max_num
             sentences.append(rng.choice([f"{name} gives {b} {item} to {friend}.", f"{name} loses {b} {item}."]))
             new, text, op = cur - b, f"{name} has {cur} - {b} = {cur - b} {item} left.", "-"
         elif kind == "mul":
-            b = rng.randint(2, 4)
+            b = rng.randint(2, max(2, min(4, max_value // cur)))
             word = {2: "doubles", 3: "triples", 4: "quadruples"}[b]
             sentences.append(f"Then {name} {word} the number of {item}.")
             new, text, op = cur * b, f"{name} now has {cur} * {b} = {cur * b} {item}.", "*"
@@ -89,10 +93,14 @@ def generate(rng: random.Random, min_steps: int = 2, max_steps: int = 6, max_num
             sentences.append(f"{name} splits the {item} into {b} equal groups and keeps one group.")
             new, text, op = cur // b, f"One group has {cur} / {b} = {cur // b} {item}.", "/"
         elif kind == "rate" and cur <= 40:
-            b = rng.randint(2, 9)
+            b = rng.randint(2, max(2, min(9, max_value // cur)))
             sentences.append(f"{friend} has {b} times as many {item} as {name}.")
             new, text, op = cur * b, f"{friend} has {cur} * {b} = {cur * b} {item}.", "*"
             name, friend = friend, rng.choice([n for n in NAMES if n not in (name, friend)])
+        elif cur + 1 > max_value - 1 or cur + max_number > max_value:
+            b = rng.randint(1, max(1, min(max_number, cur - 1)))
+            sentences.append(f"{name} loses {b} {item}.")
+            new, text, op = cur - b, f"{name} has {cur} - {b} = {cur - b} {item} left.", "-"
         else:
             b = rng.randint(1, max_number)
             sentences.append(f"{name} finds {b} more {item}.")

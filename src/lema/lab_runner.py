@@ -264,7 +264,8 @@ def write_lab_report(lab: LabConfig, summaries: list[dict], agg: dict, out: Path
              f"Made by `{command}` on {time.strftime('%Y-%m-%d')} ({sum(s['seconds'] for s in summaries) / 60:.0f} "
              f"min on this machine). Seeds {[s['seed'] for s in summaries]}; {lab.n_train} training questions, "
              f"{lab.n_test} test questions (the same for every seed and arm), {lab.min_steps}-{lab.max_steps} steps, "
-             f"numbers up to {lab.max_number}, distractor rate {lab.distractors}.", "",
+             f"numbers up to {lab.max_number}, quantities up to {lab.max_value}, distractor rate {lab.distractors}; "
+             f"base model pretrained {lab.base_model.pretrain_steps} steps on {lab.n_pool} other problems.", "",
              "## Accuracy per arm (greedy, test set)", "",
              "| arm | mean accuracy | 95% CI (across seeds) | per seed | examples | trained tokens | all tokens |",
              "|---|---:|---|---|---:|---:|---:|"]
@@ -321,7 +322,7 @@ def run_lab(cfg: Config, command: str = "lema lab", log=print) -> Path:
     root = Path(lab.run_dir)
     root.mkdir(parents=True, exist_ok=True)
     knobs = dict(min_steps=lab.min_steps, max_steps=lab.max_steps, max_number=lab.max_number,
-                 distractors=lab.distractors)
+                 distractors=lab.distractors, max_value=lab.max_value)
     n_extra = 3 * lab.n_train * lab.corrections_per_question  # candidates for the token-matched extra CoT arm
     splits = make_splits(lab.data_seed, lab.n_train, lab.n_test, lab.n_pool + n_extra, **knobs)
     pool = splits["pool"]
