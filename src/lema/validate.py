@@ -65,18 +65,14 @@ def paths_suite(leakage_threshold: float = 0.5):
     import great_expectations as gx
 
     E = gx.expectations
-    suite = gx.ExpectationSuite(name="lema_paths")
-    for name, exp in [
+    return named_suite("lema_paths", [
         ("path_non_empty", E.ExpectColumnValuesToBeBetween(column="path_len", min_value=1)),
         ("prompt_hash_recorded", E.ExpectColumnValueLengthsToBeBetween(column="prompt_hash", min_value=8)),
         ("generator_named", E.ExpectColumnValueLengthsToBeBetween(column="generator", min_value=1)),
         ("grade_consistent", E.ExpectColumnValuesToBeInSet(column="grade_consistent", value_set=[True])),
         ("no_test_set_leakage", E.ExpectColumnValuesToBeBetween(column="eval_overlap", min_value=0.0,
                                                                 max_value=leakage_threshold)),
-    ]:
-        exp.meta = {"name": name}
-        suite.add_expectation(exp)
-    return suite
+    ])
 
 
 def sft_frame(rows, index: "NgramIndex"):
@@ -93,18 +89,14 @@ def sft_suite(leakage_threshold: float = 0.5):
     import great_expectations as gx
 
     E = gx.expectations
-    suite = gx.ExpectationSuite(name="lema_sft")
-    for name, exp in [
+    return named_suite("lema_sft", [
         ("prompt_non_empty", E.ExpectColumnValuesToBeBetween(column="prompt_len", min_value=1)),
         ("completion_non_empty", E.ExpectColumnValuesToBeBetween(column="completion_len", min_value=1)),
         ("known_kind", E.ExpectColumnValuesToBeInSet(column="kind", value_set=["cot", "correction"])),
         ("correction_well_formed", E.ExpectColumnValuesToBeInSet(column="well_formed", value_set=[True])),
         ("no_test_set_leakage", E.ExpectColumnValuesToBeBetween(column="eval_overlap", min_value=0.0,
                                                                 max_value=leakage_threshold)),
-    ]:
-        exp.meta = {"name": name}
-        suite.add_expectation(exp)
-    return suite
+    ])
 
 
 def validate_file(kind: str, input_path: str | Path, output_path: str | Path, quarantine_path: str | Path,
@@ -160,13 +152,23 @@ def correction_frame(rows: list[Correction]):
     return df
 
 
+def named_suite(name: str, expectations: list[tuple[str, object]]):
+    """A GE suite whose expectations carry short names in their meta (used as quarantine reasons)."""
+    import great_expectations as gx
+
+    suite = gx.ExpectationSuite(name=name)
+    for short, exp in expectations:
+        exp.meta = {"name": short}
+        suite.add_expectation(exp)
+    return suite
+
+
 def correction_suite(leakage_threshold: float = 1.0):
     """The expectation suite; each expectation carries a short name in its meta."""
     import great_expectations as gx
 
     E = gx.expectations
-    suite = gx.ExpectationSuite(name="lema_corrections")
-    for name, exp in [
+    return named_suite("lema_corrections", [
         ("three_parts_present", E.ExpectColumnValuesToMatchRegex(column="correction", regex=THREE_PARTS)),
         ("incorrect_step_parsed", E.ExpectColumnValuesToBeInSet(column="parsed_step_matches", value_set=[True])),
         ("incorrect_step_positive", E.ExpectColumnValuesToBeBetween(column="incorrect_step", min_value=1)),
@@ -180,10 +182,7 @@ def correction_suite(leakage_threshold: float = 1.0):
         ("no_duplicate_corrections", E.ExpectColumnValuesToBeInSet(column="first_copy", value_set=[True])),
         ("no_test_set_leakage", E.ExpectColumnValuesToBeBetween(column="eval_overlap", min_value=0.0,
                                                                 max_value=leakage_threshold)),
-    ]:
-        exp.meta = {"name": name}
-        suite.add_expectation(exp)
-    return suite
+    ])
 
 
 def run_suite(df, make_suite, docs_dir: str | Path | None = None):
