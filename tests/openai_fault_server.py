@@ -43,6 +43,18 @@ class Stats:
     delivered: Counter = field(default_factory=Counter)  # prompt -> successful responses delivered
     faults: Counter = field(default_factory=Counter)
     batches_created: int = 0
+    batch_requests: int = 0  # requests submitted inside batches
+    billed_prompt_tokens: int = 0  # what a paid API would bill: usage of the responses delivered
+    billed_completion_tokens: int = 0
+
+    def bill(self, prompt: str, response: dict) -> None:
+        self.delivered[prompt] += 1
+        self.billed_prompt_tokens += response["usage"]["prompt_tokens"]
+        self.billed_completion_tokens += response["usage"]["completion_tokens"]
+
+    @property
+    def billed_tokens(self) -> int:
+        return self.billed_prompt_tokens + self.billed_completion_tokens
 
 
 def answer_for(prompt: str, malformed: bool) -> str:
@@ -89,7 +101,8 @@ class FaultServer:
         if fault:
             self.stats.faults[fault] += 1
         # Fixed latency measured from arrival: the server's own work is inside it, not added to it.
-        data = json.dumps(self.completion(body, chat, prompt)).encode() if fault in (None, "truncated", "slow") else b""
+        response = self.completion(body, chat, prompt) if fault in (None, "truncated", "slow") else None
+        data = json.dumps(response).encode() if response is not None else b""
         if self.latency:
             await asyncio.sleep(max(0.0, self.latency - (time.monotonic() - arrived)))
         if fault == "429":
@@ -112,16 +125,17 @@ class FaultServer:
             return resp
         if request.transport is None or request.transport.is_closing():
             return web.Response(status=499)  # the client is gone: nothing delivered, nothing billed
-        self.stats.delivered[prompt] += 1
+        self.stats.bill(prompt, response)
         return web.Response(body=data, content_type="application/json")
 
     def completion(self, body: dict, chat: bool, prompt: str) -> dict:
-        text = answer_for(prompt, self.rng.random() < self.faults.rate_malformed)
-        n_prompt, n_completion = len(prompt.split()), len(text.split())
-        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"} if chat
-                  else {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None})
+        """`n` choices (in reverse index order, as servers may send them); a token is a word here."""
+        texts = [answer_for(prompt, self.rng.random() < self.faults.rate_malformed) for _ in range(body.get("n") or 1)]
+        n_prompt, n_completion = len(prompt.split()), sum(len(t.split()) for t in texts)
+        choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"} if chat
+                   else {"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)]
         return {"id": f"cmpl-{self.stats.requests}", "object": "chat.completion" if chat else "text_completion",
-                "created": int(time.time()), "model": body.get("model", "fake"), "choices": [choice],
+                "created": int(time.time()), "model": body.get("model", "fake"), "choices": choices[::-1],
                 "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_completion,
                           "total_tokens": n_prompt + n_completion}}
 
@@ -153,6 +167,7 @@ class FaultServer:
                              "status": "in_progress", "created_at": int(time.time()), "total": len(lines),
                              "metadata": body.get("metadata")}
         self.stats.batches_created += 1
+        self.stats.batch_requests += len(lines)
 
         async def finish():
             await asyncio.sleep(self.batch_delay)
@@ -161,10 +176,11 @@ class FaultServer:
                 chat = line["url"].endswith("/chat/completions")
                 req = line["body"]
                 prompt = req["messages"][-1]["content"] if chat else req["prompt"]
-                self.stats.delivered[prompt] += 1
+                response = self.completion(req, chat, prompt)
+                self.stats.bill(prompt, response)
                 out.append(json.dumps({"id": f"req-{len(out)}", "custom_id": line["custom_id"], "error": None,
                                        "response": {"status_code": 200, "request_id": f"r{len(out)}",
-                                                    "body": self.completion(req, chat, prompt)}}))
+                                                    "body": response}}))
             fid = f"file-{len(self.files) + 1}"
             self.files[fid] = "\n".join(out).encode()
             self.batches[bid].update(status="completed", output_file_id=fid, done=len(lines))

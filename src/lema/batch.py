@@ -1,8 +1,11 @@
-"""OpenAI Batch API mode for the LLM corrector: one batch per attempt round.
+"""OpenAI Batch API side of the transport: half price, hours of latency, resumable.
 
 The batch ids and the cache keys they carry are stored next to the response
 cache, so a run that stops (or is killed) while a batch is in flight picks the
-same batch up on the next run instead of paying for a new one.
+same batch up on the next run instead of paying for a new one; a key already in
+an open batch is never submitted again.  The budget is checked before a batch is
+submitted: each request's worst case (prompt bound + max_tokens, at the batch
+price) is reserved in order and only the requests that fit are sent.
 """
 
 from __future__ import annotations
@@ -10,15 +13,19 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .transport import Amount, BudgetExceeded, OpenAITransport, Request, Response
+
 STATE = "batches.json"
+CLOSED = ("failed", "expired", "cancelled", "collected")
 
 
 class BatchClient:
     def __init__(self, client, cache_root: Path, endpoint: str, poll_s: float, wait_s: float):
         self.client = client
-        self.state_file = cache_root / STATE
+        self.state_file = Path(cache_root) / STATE
         self.endpoint = endpoint
         self.poll_s = poll_s
         self.wait_s = wait_s
@@ -31,35 +38,35 @@ class BatchClient:
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.state_file)
 
-    def submit_or_resume(self, bodies: dict[str, dict]) -> str:
-        """Batch id covering these cache keys: an open one from an earlier run, else a new one."""
-        state = self._state()
-        for batch_id, info in state.items():
-            if info["status"] not in ("failed", "expired", "cancelled", "collected") and set(bodies) <= set(info["keys"]):
-                return batch_id
+    def open_batches(self) -> dict[str, set[str]]:
+        """{batch id: cache keys} of batches submitted earlier and not yet collected or ended."""
+        return {bid: set(info["keys"]) for bid, info in self._state().items() if info["status"] not in CLOSED}
+
+    def submit(self, bodies: dict[str, dict]) -> str:
         lines = [json.dumps({"custom_id": k, "method": "POST", "url": self.endpoint, "body": b}) for k, b in bodies.items()]
-        upload = self.client.files.create(file=("lema-corrections.jsonl", io.BytesIO("\n".join(lines).encode())),
+        upload = self.client.files.create(file=("lema-requests.jsonl", io.BytesIO("\n".join(lines).encode())),
                                           purpose="batch")
         batch = self.client.batches.create(input_file_id=upload.id, endpoint=self.endpoint, completion_window="24h",
                                            metadata={"tool": "lema"})
+        state = self._state()
         state[batch.id] = {"keys": sorted(bodies), "status": batch.status, "created": time.time()}
         self._save(state)
         return batch.id
 
-    def wait(self, batch_id: str) -> dict[str, dict] | None:
-        """{cache key: response body} once the batch completes; None if it is still running after wait_s."""
-        deadline = time.time() + self.wait_s
+    def _set_status(self, batch_id: str, status: str) -> None:
+        state = self._state()
+        state[batch_id]["status"] = status
+        self._save(state)
+
+    def wait(self, batch_id: str, deadline: float) -> tuple[str, dict[str, dict]]:
+        """(final status, {cache key: response body}); status "in_progress" etc. if still running at deadline."""
         while True:
             batch = self.client.batches.retrieve(batch_id)
-            state = self._state()
-            state[batch_id]["status"] = batch.status
-            self._save(state)
-            if batch.status == "completed":
+            self._set_status(batch_id, batch.status)
+            if batch.status == "completed" or batch.status in CLOSED:
                 break
-            if batch.status in ("failed", "expired", "cancelled"):
-                raise RuntimeError(f"batch {batch_id} ended {batch.status}")
             if time.time() >= deadline:
-                return None
+                return batch.status, {}
             time.sleep(self.poll_s)
         results: dict[str, dict] = {}
         if batch.output_file_id:
@@ -70,9 +77,103 @@ class BatchClient:
                     resp = row.get("response") or {}
                     if resp.get("status_code") == 200:
                         results[row["custom_id"]] = resp["body"]
-        return results
+        return batch.status, results
 
     def mark_collected(self, batch_id: str) -> None:
-        state = self._state()
-        state[batch_id]["status"] = "collected"
-        self._save(state)
+        self._set_status(batch_id, "collected")
+
+
+@dataclass
+class BatchResult:
+    responses: dict[str, Response] = field(default_factory=dict)  # cache key -> response
+    not_sent: dict[str, str] = field(default_factory=dict)        # cache key -> why the budget kept it back
+    pending: str | None = None                                    # a batch still running: rerun to collect it
+    failed: dict[str, str] = field(default_factory=dict)          # cache key -> batch that ended without it
+
+
+def complete_batch(transport: OpenAITransport, requests: list[Request], discount: float, poll_s: float,
+                   wait_s: float) -> BatchResult:
+    """Responses for these requests: cached, collected from an open batch, or bought in one new batch."""
+    if transport.cache is None:
+        raise ValueError("the Batch API needs a response cache: batch ids and answers are kept there")
+    result = BatchResult()
+    keyed = {r.cache_key(): r for r in requests}
+    missing = []
+    for key, req in keyed.items():
+        hit = transport.cached(req)
+        if hit is not None:
+            result.responses[key] = hit
+        else:
+            missing.append(key)
+    if not missing:
+        return result
+    endpoints = {keyed[k].endpoint for k in missing}
+    if len(endpoints) != 1:
+        raise ValueError(f"one batch serves one endpoint, got {sorted(endpoints)}")
+    batches = BatchClient(transport.sync_client(), transport.cache.root, endpoints.pop(), poll_s, wait_s)
+    budget = transport.budget
+    reserved: dict[str, Amount] = {}
+
+    # Keys in a batch submitted earlier are bought already: collect them, never submit them again.
+    waiting: dict[str, list[str]] = {}
+    for bid, keys in batches.open_batches().items():
+        mine = [k for k in missing if k in keys]
+        if mine:
+            waiting[bid] = mine
+            for k in mine:
+                reserved[k] = transport.worst_case(keyed[k], discount)
+    covered = {k for keys in waiting.values() for k in keys}
+    if budget is not None:
+        budget.reserved += sum(reserved.values(), Amount())
+    to_send = []
+    for key in missing:
+        if key in covered:
+            continue
+        if transport.stopped:
+            result.not_sent[key] = transport.stopped
+            continue
+        amount = transport.worst_case(keyed[key], discount)
+        if budget is not None:
+            try:
+                budget.reserve(amount)
+            except BudgetExceeded as e:
+                transport.stopped = str(e)
+                result.not_sent[key] = str(e)
+                continue
+        reserved[key] = amount
+        to_send.append(key)
+    transport.usage.not_sent_for_budget += len(result.not_sent)
+    if to_send:
+        bid = batches.submit({k: keyed[k].body() for k in to_send})
+        transport.usage.batches_submitted += 1
+        waiting[bid] = to_send
+
+    deadline = time.time() + wait_s
+    try:
+        for bid, keys in waiting.items():
+            status, bodies = batches.wait(bid, deadline)
+            if status != "completed" and status not in CLOSED:
+                result.pending = f"batch {bid} still running; rerun to collect it"
+                continue
+            for key in keys:
+                body = bodies.get(key)
+                actual = Amount()
+                if body is not None:
+                    try:
+                        resp = Response.from_body(body, keyed[key].api)
+                    except (KeyError, TypeError, IndexError, AttributeError):
+                        transport.usage.error("bad_body")
+                        result.failed[key] = f"batch {bid}: unreadable answer"
+                    else:
+                        actual = transport.account(keyed[key], resp, discount)
+                        transport.cache.put(key, resp.to_cache())
+                        result.responses[key] = resp
+                else:
+                    result.failed[key] = f"batch {bid} ended {status} without an answer"
+                if budget is not None:
+                    budget.settle(reserved.pop(key), actual)
+            batches.mark_collected(bid)
+    finally:
+        if budget is not None:  # still running: released here, reserved again by the run that collects it
+            budget.reserved -= sum(reserved.values(), Amount())
+    return result

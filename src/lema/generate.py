@@ -7,7 +7,6 @@ model for a 70B model behind ``vllm serve`` is a config change.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 from dataclasses import asdict, dataclass, field
@@ -148,7 +147,8 @@ def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
 
 
 class OpenAIBackend:
-    """Completions API of any OpenAI-compatible server (``vllm serve``, hosted APIs).
+    """Completions API of any OpenAI-compatible server (``vllm serve``, hosted APIs), through the transport
+    the LLM corrector uses (retries with backoff and Retry-After, in-flight de-duplication, usage accounting).
 
     The key comes from OPENAI_API_KEY only; it is never stored on the object's repr or logged.
     """
@@ -157,37 +157,28 @@ class OpenAIBackend:
 
     def __init__(self, model: str, base_url: str | None = None, concurrency: int = 16, timeout: float = 120.0,
                  max_retries: int = 5):
+        from .transport import OpenAITransport
+
         self.model = model
-        self.base_url = base_url
-        self.concurrency = concurrency
-        self.timeout = timeout
-        self.max_retries = max_retries
+        self.transport = OpenAITransport(base_url=base_url, timeout_s=timeout, max_retries=max_retries,
+                                         backoff_base_s=0.5, backoff_max_s=30.0, concurrency=concurrency)
+
+    @property
+    def usage(self):
+        return self.transport.usage
 
     def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
-        return asyncio.run(self._generate(prompts, sampling))
+        from .transport import Request
 
-    async def _generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
-        from openai import AsyncOpenAI
-        from tqdm.asyncio import tqdm_asyncio
-
-        client = AsyncOpenAI(base_url=self.base_url, api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"),
-                             timeout=self.timeout, max_retries=self.max_retries)
-        sem = asyncio.Semaphore(self.concurrency)
-
-        async def one(prompt: str) -> list[Completion]:
-            async with sem:
-                resp = await client.completions.create(
-                    model=self.model, prompt=prompt, n=sampling.n, temperature=sampling.temperature,
-                    top_p=sampling.top_p, max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None,
-                    seed=sampling.seed)
-            per_choice = (resp.usage.completion_tokens // max(1, len(resp.choices))) if resp.usage else 0
-            ordered = sorted(resp.choices, key=lambda c: c.index)
-            return [Completion(c.text, per_choice) for c in ordered]
-
-        try:
-            return list(await tqdm_asyncio.gather(*(one(p) for p in prompts), desc=f"openai:{self.model}"))
-        finally:
-            await client.close()
+        requests = [Request(api="completions", model=self.model, prompt=p, n=sampling.n,
+                            temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
+                            stop=tuple(sampling.stop), seed=sampling.seed) for p in prompts]
+        responses = self.transport.complete_many(requests, desc=f"openai:{self.model}")
+        out = []
+        for resp in responses:
+            per_choice = resp.completion_tokens // max(1, len(resp.texts))
+            out.append([Completion(t, per_choice) for t in resp.texts])
+        return out
 
     def close(self) -> None:
         pass

@@ -1,0 +1,472 @@
+"""Transport to OpenAI-compatible endpoints, shared by the LLM corrector and the OpenAI generation backend.
+
+Built so that paid calls are never made twice, never lost and never over budget:
+- every successful response can go to a content-addressed cache (key = model,
+  full prompt, sampling params, attempt index), written atomically as it arrives,
+  so a crashed or repeated run resumes without re-sending anything that succeeded;
+- identical requests in flight at once share one HTTP request;
+- retries with exponential backoff and jitter on 429/5xx/connection errors/
+  timeouts/unreadable bodies, honouring Retry-After;
+- a budget (requests, tokens, dollars) that reserves a request's worst case
+  before it is sent and settles to the billed usage after, so no concurrency
+  level can overshoot a cap;
+- exact, summable usage records (``Usage``), so shards of one stage add up.
+The Batch API side lives in ``lema.batch``.  The API key is read from
+OPENAI_API_KEY by the SDK and never stored or logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .config import BudgetConfig, CorrectorConfig, PriceConfig
+
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# Chat framing (role markers, separators) around a message; generous on purpose: the bound must never be low.
+CHAT_OVERHEAD_TOKENS = 16
+
+
+class BudgetExceeded(RuntimeError):
+    pass
+
+
+class Usage(BaseModel):
+    """What one run (or shard) sent, got and paid; ``a + b`` merges shards exactly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: int = 0            # HTTP requests sent (retries included)
+    succeeded: int = 0           # successful responses (paid)
+    cache_hits: int = 0
+    deduplicated: int = 0        # identical requests that waited for one in flight instead of sending
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    retries: int = 0
+    saved_by_hybrid: int = 0
+    batches_submitted: int = 0
+    not_sent_for_budget: int = 0  # requests the budget kept back
+    errors: dict[str, int] = {}
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        numbers = {name: getattr(self, name) + getattr(other, name)
+                   for name in type(self).model_fields if name != "errors"}
+        errors = Counter(self.errors) + Counter(other.errors)
+        return Usage(**numbers, errors=dict(sorted(errors.items())))
+
+    def __radd__(self, other) -> Usage:
+        return self if other == 0 else self.__add__(other)  # so that sum(usages) works
+
+    @classmethod
+    def total(cls, usages) -> Usage:
+        return sum(usages, cls())
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict:
+        return self.model_dump()
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+class Request(BaseModel):
+    """One completion request; its cache key covers everything that shapes the answer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api: Literal["chat", "completions"] = "chat"
+    model: str
+    prompt: str
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    attempt: int = 0  # distinguishes repeated samples of one prompt in the cache; never sent
+
+    @property
+    def path(self) -> str:
+        return "/chat/completions" if self.api == "chat" else "/completions"
+
+    @property
+    def endpoint(self) -> str:
+        return "/v1" + self.path
+
+    def body(self) -> dict:
+        out = {"model": self.model, "temperature": self.temperature, "top_p": self.top_p,
+               "max_tokens": self.max_tokens}
+        if self.n != 1:
+            out["n"] = self.n
+        if self.stop:
+            out["stop"] = list(self.stop)
+        if self.seed is not None:
+            out["seed"] = self.seed
+        if self.api == "chat":
+            return out | {"messages": [{"role": "user", "content": self.prompt}]}
+        return out | {"prompt": self.prompt}
+
+    def cache_key(self) -> str:
+        # The fields of the first cache format, plus the newer ones only where they differ from the
+        # default, so that caches written by earlier versions of the corrector stay valid.
+        payload = {"model": self.model, "api": self.api, "prompt": self.prompt, "temperature": self.temperature,
+                   "top_p": self.top_p, "max_tokens": self.max_tokens, "attempt": self.attempt}
+        if self.n != 1:
+            payload["n"] = self.n
+        if self.stop:
+            payload["stop"] = list(self.stop)
+        if self.seed is not None:
+            payload["seed"] = self.seed
+        return ResponseCache.key(payload)
+
+    def prompt_token_bound(self) -> int:
+        """Most tokens the prompt can be billed for, without the model's tokenizer: byte-level BPE
+        never needs more tokens than UTF-8 bytes."""
+        return len(self.prompt.encode("utf-8")) + (CHAT_OVERHEAD_TOKENS if self.api == "chat" else 2)
+
+
+class Response(BaseModel):
+    texts: list[str]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.texts[0] if self.texts else ""
+
+    @classmethod
+    def from_body(cls, body: dict, api: str) -> Response:
+        choices = sorted(body["choices"], key=lambda c: c.get("index", 0))
+        texts = [(c["message"]["content"] if api == "chat" else c["text"]) or "" for c in choices]
+        usage = body.get("usage") or {}
+        return cls(texts=texts, prompt_tokens=usage.get("prompt_tokens") or 0,
+                   completion_tokens=usage.get("completion_tokens") or 0)
+
+    def to_cache(self) -> dict:
+        return {"text": self.text, "texts": self.texts,
+                "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}}
+
+    @classmethod
+    def from_cache(cls, entry: dict) -> Response:
+        usage = entry.get("usage") or {}
+        return cls(texts=entry.get("texts") or [entry.get("text") or ""], prompt_tokens=usage.get("prompt_tokens", 0),
+                   completion_tokens=usage.get("completion_tokens", 0))
+
+
+class ResponseCache:
+    """One JSON file per successful response, named by the hash of what was asked."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._dirs: set[str] = set()
+
+    @staticmethod
+    def key(payload: dict) -> str:
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        p = self._path(key)
+        if not p.exists():
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:  # a torn write cannot happen (atomic rename), but never trust a file blindly
+            return None
+
+    def put(self, key: str, value: dict) -> None:
+        p = self._path(key)
+        if key[:2] not in self._dirs:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(key[:2])
+        # Write-then-rename: a killed process leaves either the whole entry or none.  (No fsync: that
+        # would guard against power loss at a large cost per response; a lost entry is only re-bought.)
+        tmp = p.with_name(f".{key}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, p)
+
+
+@dataclass(frozen=True)
+class Amount:
+    """What the budget counts: paid responses, tokens, dollars."""
+
+    requests: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Amount) -> Amount:
+        return Amount(self.requests + other.requests, self.tokens + other.tokens, self.cost_usd + other.cost_usd)
+
+    def __sub__(self, other: Amount) -> Amount:
+        return Amount(self.requests - other.requests, self.tokens - other.tokens, self.cost_usd - other.cost_usd)
+
+
+class Budget:
+    """Caps on paid responses.  A request reserves its worst case before it is sent and settles to what was
+    billed after, so spent + in flight never passes a cap however many requests run at once."""
+
+    def __init__(self, caps: BudgetConfig, price: PriceConfig | None = None, model: str | None = None):
+        if caps.max_cost_usd is not None and price is None:
+            raise ValueError(f"corrector.budget.max_cost_usd is set but corrector.prices has no entry for model "
+                             f"{model!r}: add its price (US dollars per million tokens)")
+        self.caps = caps
+        self.price = price
+        self.spent = Amount()
+        self.reserved = Amount()
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, discount: float = 1.0) -> float:
+        if self.price is None:
+            return 0.0
+        return discount * (prompt_tokens * self.price.input + completion_tokens * self.price.output) / 1e6
+
+    def amount(self, prompt_tokens: int, completion_tokens: int, discount: float = 1.0) -> Amount:
+        return Amount(1, prompt_tokens + completion_tokens, self.cost(prompt_tokens, completion_tokens, discount))
+
+    @property
+    def in_flight(self) -> bool:
+        return self.reserved.requests > 0
+
+    def over(self, extra: Amount) -> str | None:
+        """The cap that spent + reserved + extra would pass, in words; None if all hold."""
+        c, total = self.caps, self.spent + self.reserved + extra
+        if c.max_requests is not None and total.requests > c.max_requests:
+            return f"request cap {c.max_requests} reached"
+        if c.max_tokens is not None and total.tokens > c.max_tokens:
+            return (f"token cap {c.max_tokens} reached ({self.spent.tokens} spent, {self.reserved.tokens} in "
+                    f"flight, next request up to {extra.tokens})")
+        if c.max_cost_usd is not None and total.cost_usd > c.max_cost_usd + 1e-12:
+            return (f"cost cap ${c.max_cost_usd} reached (${self.spent.cost_usd:.6f} spent, "
+                    f"${self.reserved.cost_usd:.6f} in flight, next request up to ${extra.cost_usd:.6f})")
+        return None
+
+    def reserve(self, amount: Amount) -> None:
+        reason = self.over(amount)
+        if reason is not None:
+            raise BudgetExceeded(reason)
+        self.reserved += amount
+
+    def settle(self, reserved: Amount, actual: Amount) -> None:
+        self.reserved -= reserved
+        self.spent += actual
+
+
+class OpenAITransport:
+    """OpenAI-compatible client with retries, cache, in-flight de-duplication, budget and usage accounting.
+
+    Use inside ``async with transport:`` (one client per event loop), or ``complete_many`` from sync code.
+    """
+
+    def __init__(self, *, base_url: str | None = None, timeout_s: float = 60.0, max_retries: int = 6,
+                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0, concurrency: int = 32,
+                 cache: ResponseCache | None = None, budget: Budget | None = None):
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.concurrency = concurrency
+        self.cache = cache
+        self.budget = budget
+        self.usage = Usage()
+        self.stopped: str | None = None  # why no new request may start (the budget ran out)
+        self._known_prompt_tokens: dict[str, int] = {}
+        self._client = None
+
+    @classmethod
+    def for_corrector(cls, cfg: CorrectorConfig, cache_dir: str | Path) -> OpenAITransport:
+        return cls(base_url=cfg.base_url, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+                   backoff_base_s=cfg.backoff_base_s, backoff_max_s=cfg.backoff_max_s, concurrency=cfg.concurrency,
+                   cache=ResponseCache(cache_dir), budget=Budget(cfg.budget, cfg.prices.get(cfg.model), cfg.model))
+
+    # -- accounting --------------------------------------------------------------
+    def _prompt_key(self, req: Request) -> str:
+        return hashlib.sha256(f"{req.api}\0{req.model}\0{req.prompt}".encode()).hexdigest()
+
+    def worst_case(self, req: Request, discount: float = 1.0) -> Amount:
+        """The most a request can cost: its prompt (billed count if seen before, else the byte bound) plus
+        max_tokens for each of its n completions."""
+        prompt = self._known_prompt_tokens.get(self._prompt_key(req)) or req.prompt_token_bound()
+        budget = self.budget or Budget(BudgetConfig())
+        return budget.amount(prompt, req.max_tokens * req.n, discount)
+
+    def account(self, req: Request, resp: Response, discount: float = 1.0) -> Amount:
+        """Record a paid response in the usage; returns what it cost."""
+        u = self.usage
+        u.succeeded += 1
+        u.prompt_tokens += resp.prompt_tokens
+        u.completion_tokens += resp.completion_tokens
+        if resp.prompt_tokens:
+            self._known_prompt_tokens[self._prompt_key(req)] = resp.prompt_tokens
+        actual = (self.budget or Budget(BudgetConfig())).amount(resp.prompt_tokens, resp.completion_tokens, discount)
+        u.cost_usd += actual.cost_usd
+        return actual
+
+    def cached(self, req: Request) -> Response | None:
+        if self.cache is None:
+            return None
+        entry = self.cache.get(req.cache_key())
+        if entry is None:
+            return None
+        self.usage.cache_hits += 1
+        return Response.from_cache(entry)
+
+    # -- online requests ---------------------------------------------------------
+    async def __aenter__(self) -> OpenAITransport:
+        from openai import AsyncOpenAI
+
+        self._client = AsyncOpenAI(base_url=self.base_url, api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"),
+                                   timeout=self.timeout_s, max_retries=0)
+        self._sem = asyncio.Semaphore(self.concurrency)
+        self._budget_changed = asyncio.Condition()
+        self._inflight: dict[str, asyncio.Future] = {}
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._client.close()
+        self._client = None
+
+    async def complete(self, req: Request) -> Response:
+        """The response to a request: from the cache, from an identical request in flight, or bought."""
+        hit = self.cached(req)
+        if hit is not None:
+            return hit
+        key = req.cache_key()
+        shared = self._inflight.get(key)
+        if shared is not None:
+            self.usage.deduplicated += 1
+            return await asyncio.shield(shared)
+        fut = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            resp = await self._buy(req, key)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # retrieved here: waiters, if any, re-raise it; none is not an error
+            raise
+        else:
+            fut.set_result(resp)
+            return resp
+        finally:
+            del self._inflight[key]
+
+    async def _buy(self, req: Request, key: str) -> Response:
+        async with self._sem:
+            reserved = await self._reserve(req) if self.budget else Amount()
+            actual = Amount()
+            try:
+                resp = await self._send(req)
+                actual = self.account(req, resp)
+                if self.cache is not None:
+                    self.cache.put(key, resp.to_cache())
+                return resp
+            finally:
+                if self.budget:
+                    async with self._budget_changed:
+                        self.budget.settle(reserved, actual)
+                        self._budget_changed.notify_all()
+
+    async def _reserve(self, req: Request) -> Amount:
+        """Reserve the request's worst case; wait while requests in flight may free room; stop when none can."""
+        amount = self.worst_case(req)
+        async with self._budget_changed:
+            while True:
+                if self.stopped:
+                    raise BudgetExceeded(self.stopped)
+                reason = self.budget.over(amount)
+                if reason is None:
+                    self.budget.reserved += amount
+                    return amount
+                if not self.budget.in_flight:
+                    self.stopped = reason
+                    self.usage.not_sent_for_budget += 1
+                    raise BudgetExceeded(reason)
+                await self._budget_changed.wait()
+
+    async def _send(self, req: Request) -> Response:
+        """One logical request: retried until it succeeds or retries run out."""
+        import httpx
+        from openai import APIConnectionError, APIResponseValidationError, APIStatusError, APITimeoutError
+
+        for attempt in range(self.max_retries + 1):
+            wait = min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt) * random.uniform(0.5, 1.0)
+            try:
+                self.usage.requests += 1
+                # The SDK's client (auth, headers, typed errors) with a plain JSON body: its per-call
+                # request transformation costs ~1 ms, which serialises under high concurrency.
+                raw = await self._client.post(req.path, body=req.body(), cast_to=httpx.Response)
+                return Response.from_body(json.loads(raw.text), req.api)
+            except APIStatusError as e:
+                self.usage.error(f"http_{e.status_code}")
+                if e.status_code not in RETRYABLE_STATUS:
+                    raise
+                retry_after = retry_after_s(e.response.headers)
+                if retry_after is not None:
+                    wait = min(self.backoff_max_s, retry_after)
+            except APITimeoutError:
+                self.usage.error("timeout")
+            except APIConnectionError:
+                self.usage.error("connection")
+            except (APIResponseValidationError, json.JSONDecodeError, httpx.HTTPError, KeyError, AttributeError,
+                    IndexError, TypeError):
+                self.usage.error("bad_body")
+            if attempt == self.max_retries:
+                break
+            self.usage.retries += 1
+            await asyncio.sleep(wait)
+        raise RuntimeError(f"gave up after {self.max_retries + 1} tries")
+
+    def complete_many(self, requests: list[Request], desc: str = "openai") -> list[Response]:
+        """Responses in request order, from sync code; the first failure is raised."""
+        from tqdm.asyncio import tqdm_asyncio
+
+        async def run() -> list[Response]:
+            async with self:
+                return list(await tqdm_asyncio.gather(*(self.complete(r) for r in requests), desc=desc))
+
+        return asyncio.run(run())
+
+    def sync_client(self):
+        """A blocking SDK client for the Batch API's file and batch calls (not billed; the SDK retries them)."""
+        from openai import OpenAI
+
+        return OpenAI(base_url=self.base_url, api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"),
+                      timeout=self.timeout_s, max_retries=self.max_retries)
+
+
+def retry_after_s(headers) -> float | None:
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name) if headers is not None else None
+        if value:
+            try:
+                return float(value) * scale
+            except ValueError:
+                return None
+    return None
+
+
+def safe_error(e: BaseException) -> str:
+    """Error text without anything that could carry a key (the SDK never puts it there; be sure)."""
+    text = str(e)[:200]
+    key = os.environ.get("OPENAI_API_KEY")
+    return text.replace(key, "***") if key else text
