@@ -14,7 +14,10 @@ from lema.config import CorrectorConfig
 from lema.correct import run_correct
 from lema.data import load_bundled
 from lema.jsonl import read_raw, write_jsonl
-from lema.llm_corrector import LLMCorrector, ResponseCache
+from lema.generate import OpenAIBackend, Sampling
+from lema.llm_corrector import LLMCorrector
+from lema.records import WrongPath
+from lema.transport import ResponseCache, Usage
 
 from .conftest import DATA, FIXTURES
 from .openai_fault_server import FaultServer, Faults
@@ -160,3 +163,116 @@ def test_batch_mode_is_discounted_and_resumable(tmp_path, server):
     online = LLMCorrector(cfg(server.url), online_dir / "cache")
     _run(online_dir, rows, online)
     assert c2.usage.cost_usd > 0 and abs(c2.usage.cost_usd - online.usage.cost_usd / 2) < 1e-9
+
+
+# -- budget: token and dollar caps, online and Batch ------------------------------------------------------------
+
+def _worst(c: LLMCorrector, rows) -> int:
+    """The largest worst case (tokens) any single request of these rows may reserve."""
+    return max(c.transport.worst_case(c.request(c.task.render(WrongPath(**r)), 0)).tokens for r in rows)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["online", "batch"])
+def test_token_cap_is_never_passed_and_usage_is_exact(tmp_path, server, batch):
+    server.latency = 0.05  # requests overlap: concurrency must not overshoot the cap
+    rows = wrong_paths(20)
+    kw = dict(concurrency=16, n=1, max_tokens=40, batch=batch, batch_poll_s=0.05)
+    probe = LLMCorrector(cfg(server.url, **kw), tmp_path / "probe")
+    worst = _worst(probe, rows)  # the prompt's byte bound + max_tokens: ~5x what the stand-in bills
+    cap = 2 * worst
+    c = LLMCorrector(cfg(server.url, **kw, budget={"max_tokens": cap}), tmp_path / "cache")
+    rep = _run(tmp_path, rows, c)
+    billed = server.stats.billed_tokens
+    assert 0 < billed <= cap
+    if batch:  # one batch per round, sized before submission: the requests whose worst cases fit, in order
+        worsts = [_worst(probe, [r]) for r in rows]
+        fits = max(k for k in range(len(rows) + 1) if sum(worsts[:k]) <= cap)
+        assert server.stats.batches_created == 1 and server.stats.batch_requests == rep.n_out == fits
+    else:  # online, settled as answers arrive: it stopped only when the next worst case no longer fitted
+        assert billed + worst > cap
+    # usage is what the server billed, to the token
+    assert (c.usage.prompt_tokens, c.usage.completion_tokens) == (server.stats.billed_prompt_tokens,
+                                                                  server.stats.billed_completion_tokens)
+    assert rep.n_out == c.usage.succeeded == sum(server.stats.delivered.values()) >= 2
+    assert rep.n_quarantined == 20 - rep.n_out
+    assert all("budget: token cap" in r["reasons"][0] for r in read_raw(tmp_path / "q.jsonl"))
+    assert rep.details["usage"]["not_sent_for_budget"] >= 1 and "token cap" in rep.details["stopped"]
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["online", "batch"])
+def test_dollar_cap_is_never_passed(tmp_path, server, batch):
+    server.latency = 0.05
+    rows = wrong_paths(20)
+    kw = dict(concurrency=16, n=1, max_tokens=40, batch=batch, batch_poll_s=0.05)
+    probe = LLMCorrector(cfg(server.url, **kw), tmp_path / "probe")
+    price = probe.cfg.prices["gpt-4o-mini"]
+    discount = probe.cfg.batch_discount if batch else 1.0
+    worst_usd = max(probe.transport.worst_case(probe.request(probe.task.render(WrongPath(**r)), 0), discount).cost_usd
+                    for r in rows)
+    cap = 2.5 * worst_usd
+    c = LLMCorrector(cfg(server.url, **kw, budget={"max_cost_usd": cap}), tmp_path / "cache")
+    rep = _run(tmp_path, rows, c)
+    billed_usd = discount * (server.stats.billed_prompt_tokens * price.input
+                             + server.stats.billed_completion_tokens * price.output) / 1e6
+    assert 0 < c.usage.cost_usd <= cap and abs(c.usage.cost_usd - billed_usd) < 1e-12
+    if not batch:
+        assert c.usage.cost_usd + worst_usd > cap
+    assert rep.n_out >= 2 and all("budget: cost cap" in r["reasons"][0] for r in read_raw(tmp_path / "q.jsonl"))
+
+
+def test_batch_budget_submits_what_fits_and_a_rerun_never_resubmits(tmp_path, server):
+    rows = wrong_paths(12)
+    server.batch_delay = 0.6
+    base = dict(batch=True, n=1, batch_poll_s=0.05)
+    # run 1: the cap admits 4 requests; their batch is still running when the run stops waiting
+    c1 = LLMCorrector(cfg(server.url, **base, batch_wait_s=0.1, budget={"max_requests": 4}), tmp_path / "cache")
+    rep1 = _run(tmp_path, rows, c1)
+    assert rep1.n_out == 0 and server.stats.batch_requests == 4
+    q = [r["reasons"][0] for r in read_raw(tmp_path / "q.jsonl")]
+    assert sum("still running" in r for r in q) == 4 and sum("budget: request cap 4" in r for r in q) == 8
+    # run 2, no cap: collects the open batch and submits only the 8 others
+    c2 = LLMCorrector(cfg(server.url, **base), tmp_path / "cache")
+    rep2 = _run(tmp_path, rows, c2)
+    assert rep2.n_out == 12 and server.stats.batches_created == 2 and server.stats.batch_requests == 12
+    assert sum(server.stats.delivered.values()) == 12 and c2.usage.succeeded == 12
+
+
+def test_cost_cap_needs_a_price(tmp_path):
+    with pytest.raises(ValueError, match="no entry for model 'unpriced'"):
+        LLMCorrector(cfg("http://127.0.0.1:9/v1", model="unpriced", budget={"max_cost_usd": 1.0}), tmp_path)
+
+
+def test_identical_requests_in_flight_are_bought_once(tmp_path, server):
+    server.latency = 0.1
+    rows = [dict(wrong_paths(1)[0], id=f"dup-{i}") for i in range(6)]
+    c = LLMCorrector(cfg(server.url, concurrency=6), tmp_path / "cache")
+    rep = _run(tmp_path, rows, c)
+    assert rep.n_out == 6 and sum(server.stats.delivered.values()) == 1 == c.usage.succeeded
+    assert c.usage.deduplicated + c.usage.cache_hits == 5
+
+
+def test_usage_records_sum_across_shards(tmp_path, server):
+    rows = wrong_paths(10)
+    shards = [LLMCorrector(cfg(server.url), tmp_path / f"cache{i}") for i in range(2)]
+    for i, c in enumerate(shards):
+        (tmp_path / f"s{i}").mkdir()
+        _run(tmp_path / f"s{i}", rows[i::2], c)
+    total = Usage.total(c.usage for c in shards)
+    assert total == shards[0].usage + shards[1].usage == sum(c.usage for c in shards)
+    assert total.succeeded == sum(server.stats.delivered.values())
+    assert total.total_tokens == server.stats.billed_tokens
+    assert Usage.model_validate(json.loads(json.dumps(total.as_dict()))) == total  # survives a JSON artifact
+    merged = Usage(errors={"http_429": 1}) + Usage(errors={"http_429": 2, "timeout": 1})
+    assert merged.errors == {"http_429": 3, "timeout": 1}
+
+
+def test_openai_generation_backend_shares_the_transport(server):
+    server.faults = Faults(rate_429=0.2, rate_500=0.2)
+    backend = OpenAIBackend("gen", base_url=server.url, concurrency=4, max_retries=10)
+    backend.transport.backoff_base_s, backend.transport.backoff_max_s = 0.01, 0.05
+    prompts = [f"Question: {i} + 1?\nCorrect answer: {i + 1}" for i in range(8)]
+    out = backend.generate(prompts, Sampling(n=3, temperature=0.8, max_tokens=32))
+    assert len(out) == 8 and all(len(cs) == 3 for cs in out)
+    assert all(f"The answer is {i + 1}." in c.text for i, cs in enumerate(out) for c in cs)
+    assert backend.usage.succeeded == 8 and backend.usage.retries == sum(server.stats.faults.values()) > 0
+    assert backend.usage.completion_tokens == server.stats.billed_completion_tokens
