@@ -4,6 +4,8 @@ OpenAI-protocol server with a fixed 200 ms latency (the stand-in in tests/).
     .venv/bin/python bench/corrector.py [--latency 0.2] [--levels 1 8 32 128]
 
 Ideal rate at concurrency c is c / latency; the goal is >= 80% of it at c = 32.
+The corrector goes through lema.transport (the client the OpenAI generation
+backend shares); no budget caps are set, so reservation costs only bookkeeping.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# This checkout's source first (the installed package may be an editable install of another checkout).
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 
 def _free_port() -> int:

@@ -1,11 +1,12 @@
 """A loopback stand-in for a paid OpenAI-compatible API, with injected faults.
 
 Speaks the real wire protocol (POST /v1/chat/completions and /v1/completions,
-JSON bodies, `usage`, `Retry-After`) so the real `openai` SDK talks to it.
+the Batch API's /v1/files and /v1/batches, JSON bodies, `usage`, `Retry-After`) so the real `openai` SDK talks to it.
 Faults are drawn per request at configured rates: 429 with Retry-After, 500,
 responses slower than the client's timeout, truncated bodies, non-JSON bodies,
 and well-formed but useless answers.  The server counts the successful
-responses it delivered per prompt, which is what a paid API would bill.
+responses it delivered per prompt and their tokens, which is what a paid API
+would bill (GET /v1/stats reports them to a client in another process).
 
     python tests/openai_fault_server.py --port 8123 --latency 0.2    # for the benchmark
 """
@@ -191,6 +192,15 @@ class FaultServer:
     async def get_batch(self, request: web.Request) -> web.Response:
         return web.json_response(self._batch_obj(request.match_info["bid"]))
 
+    async def get_stats(self, request: web.Request) -> web.Response:
+        """What was billed, for tests that run the server in another process (GET /v1/stats, not OpenAI's)."""
+        st = self.stats
+        return web.json_response({"requests": st.requests, "delivered": sum(st.delivered.values()),
+                                  "max_delivered_per_prompt": max(st.delivered.values(), default=0),
+                                  "faults": dict(st.faults), "batches_created": st.batches_created,
+                                  "batch_requests": st.batch_requests, "billed_prompt_tokens": st.billed_prompt_tokens,
+                                  "billed_completion_tokens": st.billed_completion_tokens})
+
     # -- lifecycle -------------------------------------------------------------
     async def _start(self) -> None:
         app = web.Application()
@@ -200,6 +210,7 @@ class FaultServer:
         app.router.add_get("/v1/files/{fid}/content", self.file_content)
         app.router.add_post("/v1/batches", self.create_batch)
         app.router.add_get("/v1/batches/{bid}", self.get_batch)
+        app.router.add_get("/v1/stats", self.get_stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 import yaml
 
@@ -261,6 +262,8 @@ def test_usage_records_sum_across_shards(tmp_path, server):
     assert total == shards[0].usage + shards[1].usage == sum(c.usage for c in shards)
     assert total.succeeded == sum(server.stats.delivered.values())
     assert total.total_tokens == server.stats.billed_tokens
+    seen = httpx.get(f"{server.url}/stats").json()  # what a test with the server in another process reads
+    assert seen["delivered"] == total.succeeded and seen["max_delivered_per_prompt"] == 1
     assert Usage.model_validate(json.loads(json.dumps(total.as_dict()))) == total  # survives a JSON artifact
     merged = Usage(errors={"http_429": 1}) + Usage(errors={"http_429": 2, "timeout": 1})
     assert merged.errors == {"http_429": 3, "timeout": 1}

@@ -408,6 +408,7 @@ class OpenAITransport:
         import httpx
         from openai import APIConnectionError, APIResponseValidationError, APIStatusError, APITimeoutError
 
+        last = "none"
         for attempt in range(self.max_retries + 1):
             wait = min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt) * random.uniform(0.5, 1.0)
             try:
@@ -417,24 +418,28 @@ class OpenAITransport:
                 raw = await self._client.post(req.path, body=req.body(), cast_to=httpx.Response)
                 return Response.from_body(json.loads(raw.text), req.api)
             except APIStatusError as e:
-                self.usage.error(f"http_{e.status_code}")
+                last = f"http_{e.status_code}"
+                self.usage.error(last)
                 if e.status_code not in RETRYABLE_STATUS:
                     raise
                 retry_after = retry_after_s(e.response.headers)
                 if retry_after is not None:
                     wait = min(self.backoff_max_s, retry_after)
             except APITimeoutError:
-                self.usage.error("timeout")
+                last = "timeout"
+                self.usage.error(last)
             except APIConnectionError:
-                self.usage.error("connection")
+                last = "connection"
+                self.usage.error(last)
             except (APIResponseValidationError, json.JSONDecodeError, httpx.HTTPError, KeyError, AttributeError,
                     IndexError, TypeError):
-                self.usage.error("bad_body")
+                last = "bad_body"
+                self.usage.error(last)
             if attempt == self.max_retries:
                 break
             self.usage.retries += 1
             await asyncio.sleep(wait)
-        raise RuntimeError(f"gave up after {self.max_retries + 1} tries")
+        raise RuntimeError(f"gave up after {self.max_retries + 1} tries (last error: {last})")
 
     def complete_many(self, requests: list[Request], desc: str = "openai") -> list[Response]:
         """Responses in request order, from sync code; the first failure is raised."""
