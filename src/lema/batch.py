@@ -5,7 +5,8 @@ cache, so a run that stops (or is killed) while a batch is in flight picks the
 same batch up on the next run instead of paying for a new one; a key already in
 an open batch is never submitted again.  The budget is checked before a batch is
 submitted: each request's worst case (prompt bound + max_tokens, at the batch
-price) is reserved in order and only the requests that fit are sent.
+price) is reserved in order and only the requests that fit are sent; when their
+answers settle to the billed usage, what fits then goes in the next batch.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ CLOSED = ("failed", "expired", "cancelled", "collected")
 
 
 class BatchClient:
-    def __init__(self, client, cache_root: Path, endpoint: str, poll_s: float, wait_s: float):
+    def __init__(self, client, cache_root: Path, endpoint: str, poll_s: float):
         self.client = client
         self.state_file = Path(cache_root) / STATE
         self.endpoint = endpoint
         self.poll_s = poll_s
-        self.wait_s = wait_s
 
     def _state(self) -> dict:
         return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
@@ -93,7 +93,8 @@ class BatchResult:
 
 def complete_batch(transport: OpenAITransport, requests: list[Request], discount: float, poll_s: float,
                    wait_s: float) -> BatchResult:
-    """Responses for these requests: cached, collected from an open batch, or bought in one new batch."""
+    """Responses for these requests: cached, collected from an open batch, or bought in new batches as the
+    budget allows."""
     if transport.cache is None:
         raise ValueError("the Batch API needs a response cache: batch ids and answers are kept there")
     result = BatchResult()
@@ -110,7 +111,7 @@ def complete_batch(transport: OpenAITransport, requests: list[Request], discount
     endpoints = {keyed[k].endpoint for k in missing}
     if len(endpoints) != 1:
         raise ValueError(f"one batch serves one endpoint, got {sorted(endpoints)}")
-    batches = BatchClient(transport.sync_client(), transport.cache.root, endpoints.pop(), poll_s, wait_s)
+    batches = BatchClient(transport.sync_client(), transport.cache.root, endpoints.pop(), poll_s)
     budget = transport.budget
     reserved: dict[str, Amount] = {}
 
@@ -125,55 +126,86 @@ def complete_batch(transport: OpenAITransport, requests: list[Request], discount
     covered = {k for keys in waiting.values() for k in keys}
     if budget is not None:
         budget.reserved += sum(reserved.values(), Amount())
-    to_send = []
-    for key in missing:
-        if key in covered:
-            continue
-        if transport.stopped:
-            result.not_sent[key] = transport.stopped
-            continue
-        amount = transport.worst_case(keyed[key], discount)
-        if budget is not None:
-            try:
-                budget.reserve(amount)
-            except BudgetExceeded as e:
-                transport.stopped = str(e)
-                result.not_sent[key] = str(e)
-                continue
-        reserved[key] = amount
-        to_send.append(key)
-    transport.usage.not_sent_for_budget += len(result.not_sent)
-    if to_send:
-        bid = batches.submit({k: keyed[k].body() for k in to_send})
-        transport.usage.batches_submitted += 1
-        waiting[bid] = to_send
-
+    queue = [k for k in missing if k not in covered]
     deadline = time.time() + wait_s
     try:
-        for bid, keys in waiting.items():
-            status, bodies = batches.wait(bid, deadline)
-            if status != "completed" and status not in CLOSED:
-                result.pending = f"batch {bid} still running; rerun to collect it"
-                continue
-            for key in keys:
-                body = bodies.get(key)
-                actual = Amount()
-                if body is not None:
-                    try:
-                        resp = Response.from_body(body, keyed[key].api)
-                    except (KeyError, TypeError, IndexError, AttributeError):
-                        transport.usage.error("bad_body")
-                        result.failed[key] = f"batch {bid}: unreadable answer"
-                    else:
-                        actual = transport.account(keyed[key], resp, discount)
-                        transport.cache.put(key, resp.to_cache())
-                        result.responses[key] = resp
-                else:
-                    result.failed[key] = f"batch {bid} ended {status} without an answer"
+        # Submit what fits; once its answers settle to their billed usage, submit what fits next; stop when
+        # nothing is in flight and the next request's worst case still does not fit.
+        while True:
+            to_send, refused = [], transport.stopped
+            for key in queue:
+                if refused:
+                    break
+                amount = transport.worst_case(keyed[key], discount)
                 if budget is not None:
-                    budget.settle(reserved.pop(key), actual)
-            batches.mark_collected(bid)
+                    try:
+                        budget.reserve(amount)
+                    except BudgetExceeded as e:
+                        refused = str(e)
+                        break
+                reserved[key] = amount
+                to_send.append(key)
+            queue = queue[len(to_send):]
+            if to_send:
+                bid = batches.submit({k: keyed[k].body() for k in to_send})
+                transport.usage.batches_submitted += 1
+                waiting[bid] = to_send
+            if not waiting:
+                if refused:
+                    transport.stopped = refused
+                    result.not_sent.update(dict.fromkeys(queue, refused))
+                break
+            _collect(transport, batches, waiting, keyed, reserved, discount, deadline, result)
+            waiting = {}
+            if result.pending:
+                if refused:
+                    result.not_sent.update(dict.fromkeys(queue, f"{refused}; more may fit once it is collected"))
+                break
+            if not queue:
+                break
     finally:
         if budget is not None:  # still running: released here, reserved again by the run that collects it
             budget.reserved -= sum(reserved.values(), Amount())
+    transport.usage.not_sent_for_budget += len(result.not_sent)
     return result
+
+
+def _collect(transport: OpenAITransport, batches: BatchClient, waiting: dict[str, list[str]],
+             keyed: dict[str, Request], reserved: dict[str, Amount], discount: float, deadline: float,
+             result: BatchResult) -> None:
+    """Wait for these batches; account, cache and settle every answer; note a batch still running."""
+    budget = transport.budget
+    for bid, keys in waiting.items():
+        status, bodies = batches.wait(bid, deadline)
+        if status != "completed" and status not in CLOSED:
+            result.pending = f"batch {bid} still running; rerun to collect it"
+            continue
+        for key in keys:
+            body = bodies.get(key)
+            actual = Amount()
+            if body is not None:
+                try:
+                    resp = Response.from_body(body, keyed[key].api)
+                except (KeyError, TypeError, IndexError, AttributeError):
+                    transport.usage.error("bad_body")
+                    result.failed[key] = f"batch {bid}: unreadable answer"
+                else:
+                    actual = transport.account(keyed[key], resp, discount)
+                    transport.cache.put(key, resp.to_cache())
+                    result.responses[key] = resp
+            else:
+                result.failed[key] = f"batch {bid} ended {status} without an answer"
+            if budget is not None:
+                budget.settle(reserved.pop(key), actual)
+        # Answers in the batch for requests not asked this time (another round or input) were paid for too:
+        # keep them, so that whoever asks for them later finds them in the cache.
+        api = "chat" if batches.endpoint.endswith("/chat/completions") else "completions"
+        for key in set(bodies) - set(keys):
+            if transport.cache.get(key) is None:
+                try:
+                    resp = Response.from_body(bodies[key], api)
+                except (KeyError, TypeError, IndexError, AttributeError):
+                    continue
+                transport.account(None, resp, discount)
+                transport.cache.put(key, resp.to_cache())
+        batches.mark_collected(bid)

@@ -307,13 +307,13 @@ class OpenAITransport:
         budget = self.budget or Budget(BudgetConfig())
         return budget.amount(prompt, req.max_tokens * req.n, discount)
 
-    def account(self, req: Request, resp: Response, discount: float = 1.0) -> Amount:
+    def account(self, req: Request | None, resp: Response, discount: float = 1.0) -> Amount:
         """Record a paid response in the usage; returns what it cost."""
         u = self.usage
         u.succeeded += 1
         u.prompt_tokens += resp.prompt_tokens
         u.completion_tokens += resp.completion_tokens
-        if resp.prompt_tokens:
+        if req is not None and resp.prompt_tokens:
             self._known_prompt_tokens[self._prompt_key(req)] = resp.prompt_tokens
         actual = (self.budget or Budget(BudgetConfig())).amount(resp.prompt_tokens, resp.completion_tokens, discount)
         u.cost_usd += actual.cost_usd
@@ -392,6 +392,7 @@ class OpenAITransport:
         async with self._budget_changed:
             while True:
                 if self.stopped:
+                    self.usage.not_sent_for_budget += 1
                     raise BudgetExceeded(self.stopped)
                 reason = self.budget.over(amount)
                 if reason is None:
