@@ -11,14 +11,14 @@ import httpx
 import pytest
 import yaml
 
-from lema.config import CorrectorConfig
+from lema.config import BudgetConfig, CorrectorConfig
 from lema.correct import run_correct
 from lema.data import load_bundled
 from lema.jsonl import read_raw, write_jsonl
 from lema.generate import OpenAIBackend, Sampling
 from lema.llm_corrector import LLMCorrector
 from lema.records import WrongPath
-from lema.transport import ResponseCache, Usage
+from lema.transport import ResponseCache, Usage, share_of
 
 from .conftest import DATA, FIXTURES
 from .openai_fault_server import FaultServer, Faults
@@ -276,3 +276,25 @@ def test_openai_generation_backend_shares_the_transport(server):
     assert all(f"The answer is {i + 1}." in c.text for i, cs in enumerate(out) for c in cs)
     assert backend.usage.succeeded == 8 and backend.usage.retries == sum(server.stats.faults.values()) > 0
     assert backend.usage.completion_tokens == server.stats.billed_completion_tokens
+
+
+def test_a_collected_batch_keeps_answers_nobody_asked_for_this_time(tmp_path, server):
+    rows = wrong_paths(8)
+    server.batch_delay = 0.4
+    base = dict(batch=True, n=1, batch_poll_s=0.05)
+    _run(tmp_path, rows, LLMCorrector(cfg(server.url, **base, batch_wait_s=0.05), tmp_path / "cache"))
+    assert server.stats.batch_requests == 8  # still running when the run stopped waiting
+    half = LLMCorrector(cfg(server.url, **base), tmp_path / "cache")
+    assert _run(tmp_path, rows[:4], half).n_out == 4
+    assert half.usage.succeeded == 8  # all 8 answers were paid for and are kept
+    again = LLMCorrector(cfg(server.url, **base), tmp_path / "cache")
+    assert _run(tmp_path, rows, again).n_out == 8
+    assert again.usage.cache_hits == 8 and server.stats.batches_created == 1 and server.stats.batch_requests == 8
+
+
+def test_shares_of_a_budget_add_up_to_at_most_the_whole():
+    caps = BudgetConfig(max_requests=10, max_tokens=1001, max_cost_usd=0.3)
+    parts = [share_of(caps, 3)] * 3
+    assert sum(p.max_requests for p in parts) <= 10 and sum(p.max_tokens for p in parts) <= 1001
+    assert sum(p.max_cost_usd for p in parts) <= 0.3 + 1e-12
+    assert share_of(BudgetConfig(), 4) == BudgetConfig()

@@ -268,6 +268,15 @@ class Budget:
         self.spent += actual
 
 
+def share_of(caps: BudgetConfig, shards: int) -> BudgetConfig:
+    """One shard's part of a stage's caps, so that shards run side by side never pass the stage's cap together."""
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    return BudgetConfig(max_requests=None if caps.max_requests is None else caps.max_requests // shards,
+                        max_tokens=None if caps.max_tokens is None else caps.max_tokens // shards,
+                        max_cost_usd=None if caps.max_cost_usd is None else caps.max_cost_usd / shards)
+
+
 class OpenAITransport:
     """OpenAI-compatible client with retries, cache, in-flight de-duplication, budget and usage accounting.
 
