@@ -134,7 +134,7 @@ class LLMCorrector:
 
     def report_details(self) -> dict:
         return {"usage": self.usage.as_dict(), "model": self.cfg.model, "stopped": self.stopped,
-                "prompt_hash": self.prompt_hash}
+                "budget": self.cfg.budget.model_dump(), "prompt_hash": self.prompt_hash}
 
 
 def _stopped(reasons: list[str], why: str) -> Outcome:
