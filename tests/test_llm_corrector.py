@@ -298,3 +298,26 @@ def test_shares_of_a_budget_add_up_to_at_most_the_whole():
     assert sum(p.max_requests for p in parts) <= 10 and sum(p.max_tokens for p in parts) <= 1001
     assert sum(p.max_cost_usd for p in parts) <= 0.3 + 1e-12
     assert share_of(BudgetConfig(), 4) == BudgetConfig()
+
+
+@pytest.mark.parametrize("budget", [{"max_requests": 3}, {"max_tokens": 3000}, {"max_cost_usd": 0.0006}],
+                         ids=["requests", "tokens", "dollars"])
+def test_a_rerun_with_the_same_cap_never_spends_it_twice(tmp_path, server, budget):
+    """The caps bound what the stage's answers cost, cached ones included: a retry after a crash cannot spend
+    the budget a second time."""
+    rows = wrong_paths(10)
+    conf = cfg(server.url, n=1, max_tokens=40, budget=budget)
+    first = _run(tmp_path, rows, LLMCorrector(conf, tmp_path / "cache"))
+    bought = sum(server.stats.delivered.values())
+    assert 0 < first.n_out == bought < 10
+    again = LLMCorrector(conf, tmp_path / "cache")
+    second = _run(tmp_path, rows, again)
+    assert again.usage.cache_hits == bought and second.n_out == bought + again.usage.succeeded
+    price = conf.prices["gpt-4o-mini"]
+    total = {"max_requests": sum(server.stats.delivered.values()), "max_tokens": server.stats.billed_tokens,
+             "max_cost_usd": (server.stats.billed_prompt_tokens * price.input
+                              + server.stats.billed_completion_tokens * price.output) / 1e6}
+    (cap_name, cap), = budget.items()
+    assert total[cap_name] <= cap + 1e-12  # both runs together
+    if cap_name == "max_requests":
+        assert again.usage.succeeded == 0

@@ -191,7 +191,7 @@ def _collect(transport: OpenAITransport, batches: BatchClient, waiting: dict[str
                     result.failed[key] = f"batch {bid}: unreadable answer"
                 else:
                     actual = transport.account(keyed[key], resp, discount)
-                    transport.cache.put(key, resp.to_cache())
+                    transport.keep(key, resp, discount)
                     result.responses[key] = resp
             else:
                 result.failed[key] = f"batch {bid} ended {status} without an answer"
@@ -207,5 +207,5 @@ def _collect(transport: OpenAITransport, batches: BatchClient, waiting: dict[str
                 except (KeyError, TypeError, IndexError, AttributeError):
                     continue
                 transport.account(None, resp, discount)
-                transport.cache.put(key, resp.to_cache())
+                transport.cache.put(key, resp.to_cache(discount))
         batches.mark_collected(bid)

@@ -67,7 +67,9 @@ class PriceConfig(_Strict):
 
 
 class BudgetConfig(_Strict):
-    """Caps for paid calls; the stage stops cleanly when one is reached (None = no cap)."""
+    """Caps on what the correct stage's answers cost (None = no cap), answers found in the cache included, so
+    that a retried or resumed run never buys more than one uninterrupted run; no request starts whose worst
+    case could pass a cap, and the stage stops cleanly when none fits."""
 
     max_requests: int | None = None
     max_tokens: int | None = None

@@ -48,8 +48,15 @@ class LLMCorrector:
                        max_tokens=c.max_tokens, attempt=attempt)
 
     # -- online ------------------------------------------------------------------
-    async def _correct_one(self, wp: WrongPath) -> Outcome:
-        prompt = self.task.render(wp)
+    def _count_cached(self, paths: list[WrongPath], prompts: list[str]) -> None:
+        """Count the answers this run will reuse against the budget before anything is bought."""
+        for wp, prompt in zip(paths, prompts, strict=True):
+            for attempt in range(self.cfg.n):
+                response = self.transport.count_cached(self.request(prompt, attempt))
+                if response is None or self.task.check(response.text, wp, corrector=self.name)[0] is not None:
+                    break
+
+    async def _correct_one(self, wp: WrongPath, prompt: str) -> Outcome:
         reasons: list[str] = []
         for attempt in range(self.cfg.n):
             try:
@@ -65,20 +72,19 @@ class LLMCorrector:
             reasons.append(f"attempt {attempt + 1}: " + "; ".join(problems))
         return Outcome(None, "llm: no valid correction: " + " | ".join(reasons))
 
-    async def _run(self, paths: list[WrongPath]) -> list[Outcome]:
+    async def _run(self, paths: list[WrongPath], prompts: list[str]) -> list[Outcome]:
         from tqdm.asyncio import tqdm_asyncio
 
         async with self.transport:
-            return list(await tqdm_asyncio.gather(*(self._correct_one(p) for p in paths),
+            return list(await tqdm_asyncio.gather(*(self._correct_one(p, q) for p, q in zip(paths, prompts)),
                                                   desc=f"correct ({self.cfg.model})"))
 
     # -- Batch API ---------------------------------------------------------------
-    def _correct_batch(self, paths: list[WrongPath]) -> list[Outcome]:
+    def _correct_batch(self, paths: list[WrongPath], prompts: list[str]) -> list[Outcome]:
         """Attempt rounds as batches; answers are cached exactly like online responses."""
         from .batch import complete_batch
 
         c = self.cfg
-        prompts = [self.task.render(wp) for wp in paths]
         outcomes: list[Outcome | None] = [None] * len(paths)
         reasons: list[list[str]] = [[] for _ in paths]
         for attempt in range(c.n):
@@ -122,12 +128,14 @@ class LLMCorrector:
                     continue
             llm_idx.append(i)
         todo = [paths[i] for i in llm_idx]
+        prompts = [self.task.render(wp) for wp in todo]
+        self._count_cached(todo, prompts)
         if not todo:
             results = []
         elif self.cfg.batch:
-            results = self._correct_batch(todo)
+            results = self._correct_batch(todo, prompts)
         else:
-            results = asyncio.run(self._run(todo))
+            results = asyncio.run(self._run(todo, prompts))
         for i, out in zip(llm_idx, results, strict=True):
             outcomes[i] = out
         return [o for o in outcomes if o is not None]

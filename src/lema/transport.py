@@ -157,8 +157,8 @@ class Response(BaseModel):
         return cls(texts=texts, prompt_tokens=usage.get("prompt_tokens") or 0,
                    completion_tokens=usage.get("completion_tokens") or 0)
 
-    def to_cache(self) -> dict:
-        return {"text": self.text, "texts": self.texts,
+    def to_cache(self, discount: float = 1.0) -> dict:
+        return {"text": self.text, "texts": self.texts, "discount": discount,
                 "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}}
 
     @classmethod
@@ -297,6 +297,7 @@ class OpenAITransport:
         self.usage = Usage()
         self.stopped: str | None = None  # why no new request may start (the budget ran out)
         self._known_prompt_tokens: dict[str, int] = {}
+        self._counted: set[str] = set()  # cache keys whose cost is in the budget's spent amount
         self._client = None
 
     @classmethod
@@ -329,13 +330,34 @@ class OpenAITransport:
         return actual
 
     def cached(self, req: Request) -> Response | None:
+        """A cached response (a cache hit)."""
+        resp = self.count_cached(req)
+        if resp is not None:
+            self.usage.cache_hits += 1
+        return resp
+
+    def count_cached(self, req: Request) -> Response | None:
+        """A cached response, its cost counted against the budget (once per key): the caps bound what the
+        stage's output cost, so a retried or resumed run never buys more than one uninterrupted run would.
+        Callers count what they will reuse before buying anything, whatever order requests then run in."""
         if self.cache is None:
             return None
-        entry = self.cache.get(req.cache_key())
+        key = req.cache_key()
+        entry = self.cache.get(key)
         if entry is None:
             return None
-        self.usage.cache_hits += 1
-        return Response.from_cache(entry)
+        resp = Response.from_cache(entry)
+        if self.budget is not None and key not in self._counted:
+            self._counted.add(key)
+            self.budget.spent += self.budget.amount(resp.prompt_tokens, resp.completion_tokens,
+                                                    entry.get("discount", 1.0))
+        return resp
+
+    def keep(self, key: str, resp: Response, discount: float = 1.0) -> None:
+        """Store a bought response (its cost is already in the budget's spent amount)."""
+        self._counted.add(key)
+        if self.cache is not None:
+            self.cache.put(key, resp.to_cache(discount))
 
     # -- online requests ---------------------------------------------------------
     async def __aenter__(self) -> OpenAITransport:
@@ -386,8 +408,7 @@ class OpenAITransport:
             try:
                 resp = await self._send(req)
                 actual = self.account(req, resp)
-                if self.cache is not None:
-                    self.cache.put(key, resp.to_cache())
+                self.keep(key, resp)
                 return resp
             finally:
                 if self.budget:
