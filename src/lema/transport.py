@@ -376,6 +376,8 @@ class OpenAITransport:
 
     async def complete(self, req: Request) -> Response:
         """The response to a request: from the cache, from an identical request in flight, or bought."""
+        if self._client is None:
+            raise RuntimeError("OpenAITransport.complete runs inside `async with transport:`")
         hit = self.cached(req)
         if hit is not None:
             return hit
