@@ -7,6 +7,7 @@ import pytest
 from lema.answers import is_correct
 from lema.arith import claims, first_slip
 from lema.correct import ReferenceCorrector, parse_correction, render_correction, run_correct
+from lema.correction import CorrectionTask
 from lema.jsonl import read_jsonl, read_raw
 from lema.records import Correction, WrongPath
 from lema.steps import format_steps, split_steps
@@ -99,3 +100,24 @@ def test_render_format_round_trip():
     text = render_correction(3, "because.", format_steps(["x = 1", "The answer is 1."], start=3))
     assert text.splitlines()[0] == "Incorrect Step: Step 3."
     assert parse_correction(text).incorrect_step == 3
+
+
+def test_correction_task_renders_and_judges_without_io():
+    task = CorrectionTask(shots=1)
+    wp = read_jsonl(FOREIGN, WrongPath)[0]
+    prompt = task.render(wp)
+    assert wp.question in prompt and f"Correct answer: {wp.gold_answer}" in prompt
+    assert set(task.inputs) <= set(WrongPath.model_fields) and set(task.outputs) <= set(Correction.model_fields)
+    good = render_correction(1, "It misreads the question.", f"Step 1: The answer is {wp.gold_answer}.")
+    c, problems = task.check(good, wp, corrector="any")
+    assert problems == [] and c.corrector == "any" and c.correction_prompt_hash == task.prompt_hash
+    c, problems = task.check(render_correction(9, "x", "Step 9: The answer is -1."), wp, corrector="any")
+    assert c is None and any("outside the path" in p for p in problems) and any("does not equal gold" in p
+                                                                               for p in problems)
+
+
+def test_task_and_stage_modules_stay_apart():
+    """The task needs no client, and the LLM corrector does not import the stage module (no import circle)."""
+    code = ("import sys, lema.correction, lema.reference_corrector; assert 'openai' not in sys.modules; "
+            "import lema.llm_corrector; assert 'lema.correct' not in sys.modules, 'import circle'")
+    subprocess.run([sys.executable, "-c", code], check=True)

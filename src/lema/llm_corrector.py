@@ -22,7 +22,8 @@ __all__ = ["BudgetExceeded", "LLMCorrector", "ResponseCache", "Usage"]
 
 
 class LLMCorrector:
-    def __init__(self, cfg: CorrectorConfig, cache_dir: str | Path, hybrid: bool = False):
+    def __init__(self, cfg: CorrectorConfig, cache_dir: str | Path, hybrid: bool = False,
+                 transport: OpenAITransport | None = None):
         if not cfg.model:
             raise ValueError("corrector.model is required for the llm corrector (e.g. gpt-4o)")
         self.cfg = cfg
@@ -30,7 +31,7 @@ class LLMCorrector:
         self.name = "hybrid" if hybrid else "llm"
         self.task = CorrectionTask(shots=cfg.shots)
         self.prompt_hash = self.task.prompt_hash
-        self.transport = OpenAITransport.for_corrector(cfg, cache_dir)
+        self.transport = transport or OpenAITransport.for_corrector(cfg, cache_dir)
         self.reference = ReferenceCorrector()
         self._pending: str | None = None  # a batch still running when the run stopped waiting
 
