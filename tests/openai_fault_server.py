@@ -189,6 +189,12 @@ class FaultServer:
         asyncio.ensure_future(finish())
         return web.json_response(self._batch_obj(bid))
 
+    async def list_batches(self, request: web.Request) -> web.Response:
+        data = [self._batch_obj(bid) for bid in reversed(list(self.batches))]  # newest first, as OpenAI lists
+        return web.json_response({"object": "list", "data": data, "has_more": False,
+                                  "first_id": data[0]["id"] if data else None,
+                                  "last_id": data[-1]["id"] if data else None})
+
     async def get_batch(self, request: web.Request) -> web.Response:
         return web.json_response(self._batch_obj(request.match_info["bid"]))
 
@@ -209,6 +215,7 @@ class FaultServer:
         app.router.add_post("/v1/files", self.upload_file)
         app.router.add_get("/v1/files/{fid}/content", self.file_content)
         app.router.add_post("/v1/batches", self.create_batch)
+        app.router.add_get("/v1/batches", self.list_batches)
         app.router.add_get("/v1/batches/{bid}", self.get_batch)
         app.router.add_get("/v1/stats", self.get_stats)
         self._runner = web.AppRunner(app, access_log=None)

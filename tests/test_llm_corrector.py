@@ -321,3 +321,38 @@ def test_a_rerun_with_the_same_cap_never_spends_it_twice(tmp_path, server, budge
     assert total[cap_name] <= cap + 1e-12  # both runs together
     if cap_name == "max_requests":
         assert again.usage.succeeded == 0
+
+
+def test_a_batch_created_by_a_run_killed_before_recording_it_is_adopted(tmp_path, server):
+    """Killed between creating a batch and storing its id: the next run finds the batch by its input file."""
+    from openai import OpenAI
+
+    from lema.batch import STATE, SUBMITTING
+
+    rows = wrong_paths(6)
+    conf = cfg(server.url, batch=True, n=1, batch_poll_s=0.05)
+    c = LLMCorrector(conf, tmp_path / "cache")
+    requests = [c.request(c.task.render(WrongPath(**r)), 0) for r in rows]
+    # what the killed run did: upload, record the intent, create the batch, and die before recording its id
+    client = OpenAI(base_url=server.url, api_key=SECRET)
+    lines = "\n".join(json.dumps({"custom_id": r.cache_key(), "method": "POST", "url": r.endpoint, "body": r.body()})
+                      for r in requests)
+    upload = client.files.create(file=("x.jsonl", lines.encode()), purpose="batch")
+    (tmp_path / "cache" / STATE).write_text(json.dumps(
+        {f"{SUBMITTING}{upload.id}": {"keys": sorted(r.cache_key() for r in requests), "status": "submitting"}}))
+    client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+    rep = _run(tmp_path, rows, c)
+    assert rep.n_out == 6 and server.stats.batches_created == 1 and server.stats.batch_requests == 6
+    assert list(json.loads((tmp_path / "cache" / STATE).read_text()).values())[0]["status"] == "collected"
+
+
+def test_a_submission_that_never_reached_the_server_is_forgotten(tmp_path, server):
+    from lema.batch import STATE, SUBMITTING
+
+    rows = wrong_paths(4)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / STATE).write_text(json.dumps({f"{SUBMITTING}file-never-made": {"keys": [],
+                                                                                          "status": "submitting"}}))
+    rep = _run(tmp_path, rows, LLMCorrector(cfg(server.url, batch=True, n=1, batch_poll_s=0.05), tmp_path / "cache"))
+    assert rep.n_out == 4 and server.stats.batches_created == 1
+    assert not any(k.startswith(SUBMITTING) for k in json.loads((tmp_path / "cache" / STATE).read_text()))

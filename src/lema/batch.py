@@ -20,6 +20,7 @@ from pathlib import Path
 from .transport import Amount, BudgetExceeded, OpenAITransport, Request, Response
 
 STATE = "batches.json"
+SUBMITTING = "submitting:"  # state entry for a batch being created, by input file id
 CLOSED = ("failed", "expired", "cancelled", "collected")
 
 
@@ -40,18 +41,44 @@ class BatchClient:
 
     def open_batches(self) -> dict[str, set[str]]:
         """{batch id: cache keys} of batches submitted earlier and not yet collected or ended."""
+        self._adopt_unrecorded()
         return {bid: set(info["keys"]) for bid, info in self._state().items() if info["status"] not in CLOSED}
 
     def submit(self, bodies: dict[str, dict]) -> str:
-        lines = [json.dumps({"custom_id": k, "method": "POST", "url": self.endpoint, "body": b}) for k, b in bodies.items()]
+        lines = [json.dumps({"custom_id": k, "method": "POST", "url": self.endpoint, "body": b})
+                 for k, b in bodies.items()]
         upload = self.client.files.create(file=("lema-requests.jsonl", io.BytesIO("\n".join(lines).encode())),
                                           purpose="batch")
+        # Intent first: a run killed between creating the batch and recording its id finds it again by its
+        # input file (see _adopt_unrecorded) instead of paying for a second batch.
+        state = self._state()
+        state[f"{SUBMITTING}{upload.id}"] = {"keys": sorted(bodies), "status": "submitting", "created": time.time()}
+        self._save(state)
         batch = self.client.batches.create(input_file_id=upload.id, endpoint=self.endpoint, completion_window="24h",
                                            metadata={"tool": "lema"})
-        state = self._state()
-        state[batch.id] = {"keys": sorted(bodies), "status": batch.status, "created": time.time()}
-        self._save(state)
+        self._record(upload.id, batch.id, batch.status)
         return batch.id
+
+    def _record(self, input_file_id: str, batch_id: str, status: str) -> None:
+        state = self._state()
+        entry = state.pop(f"{SUBMITTING}{input_file_id}")
+        state[batch_id] = entry | {"status": status}
+        self._save(state)
+
+    def _adopt_unrecorded(self) -> None:
+        """Resolve submissions a killed run left half-recorded: adopt the batch made from their input file,
+        or forget them if none was made (their keys are then submitted again, never paid twice)."""
+        pending = [k[len(SUBMITTING):] for k in self._state() if k.startswith(SUBMITTING)]
+        if not pending:
+            return
+        made = {b.input_file_id: b for b in self.client.batches.list(limit=100) if b.input_file_id in pending}
+        for file_id in pending:
+            if file_id in made:
+                self._record(file_id, made[file_id].id, made[file_id].status)
+            else:
+                state = self._state()
+                del state[f"{SUBMITTING}{file_id}"]
+                self._save(state)
 
     def _set_status(self, batch_id: str, status: str) -> None:
         state = self._state()
