@@ -175,7 +175,7 @@ def _worst(c: LLMCorrector, rows) -> int:
 
 @pytest.mark.parametrize("batch", [False, True], ids=["online", "batch"])
 def test_token_cap_is_never_passed_and_usage_is_exact(tmp_path, server, batch):
-    server.latency = 0.05  # requests overlap: concurrency must not overshoot the cap
+    server.latency, server.batch_delay = 0.05, 0.1  # requests overlap: concurrency must not overshoot the cap
     rows = wrong_paths(20)
     kw = dict(concurrency=16, n=1, max_tokens=40, batch=batch, batch_poll_s=0.05)
     probe = LLMCorrector(cfg(server.url, **kw), tmp_path / "probe")
@@ -200,7 +200,7 @@ def test_token_cap_is_never_passed_and_usage_is_exact(tmp_path, server, batch):
 
 @pytest.mark.parametrize("batch", [False, True], ids=["online", "batch"])
 def test_dollar_cap_is_never_passed(tmp_path, server, batch):
-    server.latency = 0.05
+    server.latency, server.batch_delay = 0.05, 0.1
     rows = wrong_paths(20)
     kw = dict(concurrency=16, n=1, max_tokens=40, batch=batch, batch_poll_s=0.05)
     probe = LLMCorrector(cfg(server.url, **kw), tmp_path / "probe")
