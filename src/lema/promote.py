@@ -55,7 +55,7 @@ def decide(champion: dict[str, bool] | None, challenger: dict[str, bool], alpha:
     excludes zero: both tests must agree before `champion` moves.
     """
     if champion is None:
-        return Decision(True, "first version: no champion to compare with", alpha=alpha)
+        return Decision(True, "no current champion", alpha=alpha)
     if not champion:
         return Decision(False, f"champion {against or ''} has no evaluation rows to compare with".replace("  ", " "),
                         alpha=alpha, against=against)
@@ -91,5 +91,6 @@ def format_decision(d: Decision | dict[str, Any]) -> str:
     d = d if isinstance(d, Decision) else Decision.from_dict(d)
     verdict = "champion" if d.promote else "challenger"
     if not d.compared:
-        return f"{verdict} - {d.reason}; no comparison made, no statistics"
+        first = "first version, " if d.promote and d.against is None else ""
+        return f"{verdict} - {d.reason}; {first}no comparison made, no statistics"
     return f"{verdict} - {d.reason}; against {d.against or 'the champion'}, {format_stats(d.as_dict())}"
