@@ -204,6 +204,20 @@ def _math_verify_equal(pred: str, gold: str, timeout: int) -> bool:
         return False
 
 
+def math_verify_grade(text: str, gold: str, timeout: int = 5) -> bool:
+    """math-verify's own verdict on a whole solution text (its extraction, its equivalence): the
+    second opinion the evaluation audit compares lema's grading with."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    try:
+        g = parse(f"\\boxed{{{gold}}}", extraction_config=[LatexExtractionConfig(boxed_match_priority=0),
+                                                           ExprExtractionConfig()], parsing_timeout=timeout)
+        p = parse(text, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()], parsing_timeout=timeout)
+        return bool(g and p and verify(g, p, timeout_seconds=timeout))
+    except Exception:  # same policy as _math_verify_equal: an exception is "not shown equal"
+        return False
+
+
 def answers_equal(pred: str | None, gold: str, task: str, timeout: int = 5) -> bool:
     if pred is None:
         return False
