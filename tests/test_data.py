@@ -129,3 +129,15 @@ def test_eval_sets_config_keeps_the_short_form_and_accepts_declared_sets(tmp_pat
         DataConfig.model_validate({"eval_sets": {"mine": {"fields": {"answer": "y"}}}})
     with pytest.raises(ValidationError, match="answer_typo"):
         DataConfig.model_validate({"eval_sets": {"mine": {"path": "x", "answer_typo": "latex"}}})
+
+
+def test_paper_eval_config_evaluates_the_full_sets():
+    from lema import pipeline as pl
+    from lema.config import load_config
+
+    from .conftest import ROOT
+
+    cfg = load_config(ROOT / "configs" / "paper-eval.yaml", {"data.dir": str(DATA)})
+    sets = pl.eval_sets(cfg)
+    assert {k: len(v) for k, v in sets.items()} == {"gsm8k/test": 1319, "math500/test": 500, "svamp/test": 1000}
+    assert cfg.evaluate.max_tokens >= 512 and cfg.evaluate.samples == 0
