@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .stats import compare_paired, min_detectable_difference
+from .stats import compare_paired
 
 
 @dataclass
@@ -57,8 +57,8 @@ def decide(champion: dict[str, bool] | None, challenger: dict[str, bool], alpha:
     if champion is None:
         return Decision(True, "no current champion", alpha=alpha)
     if not champion:
-        return Decision(False, f"champion {against or ''} has no evaluation rows to compare with".replace("  ", " "),
-                        alpha=alpha, against=against)
+        who = f"champion {against}" if against else "the champion"
+        return Decision(False, f"{who} has no evaluation rows to compare with", alpha=alpha, against=against)
     a, b = paired_outcomes(champion, challenger)
     if len(a) < min_questions:
         return Decision(False, f"only {len(a)} shared questions (need {min_questions})", alpha=alpha, against=against)
