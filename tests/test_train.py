@@ -41,11 +41,77 @@ def test_lora_is_merged_into_a_plain_model(tiny_model, sft_file, tmp_path):
     assert not any("lora" in n for n, _ in merged.named_parameters())
 
 
-def test_resume_continues_from_last_checkpoint(tiny_model, sft_file, tmp_path):
-    first = train(str(tiny_model), sft_file, tmp_path / "r", TrainConfig(epochs=1, batch_size=8, max_length=128), seed=0)
-    assert first.details["steps"] == 3 and list((tmp_path / "r" / "checkpoints").glob("checkpoint-3"))
-    second = train(str(tiny_model), sft_file, tmp_path / "r", TrainConfig(epochs=2, batch_size=8, max_length=128),
-                   seed=0)
-    assert second.details["steps"] == 6
-    hist = json.loads((tmp_path / "r" / "loss.json").read_text())
-    assert all(h["step"] > 3 for h in hist)
+def test_changed_config_trains_afresh_from_the_base_model(tiny_model, sft_file, tmp_path):
+    """Issue 9: a changed learning rate is a new run (new key), never a continuation of the old one."""
+    cfg = TrainConfig(epochs=1, batch_size=8, max_length=128, logging_steps=1)
+    first = train(str(tiny_model), sft_file, tmp_path / "train" / "cot", cfg, seed=0)
+    root = tmp_path / "checkpoints" / "cot"
+    assert first.details["steps"] == 3 and (root / first.details["run_key"] / "checkpoint-3").is_dir()
+    second = train(str(tiny_model), sft_file, tmp_path / "train" / "cot",
+                   cfg.model_copy(update={"learning_rate": 1e-3}), seed=0)
+    assert second.details["run_key"] != first.details["run_key"]
+    assert second.details["resumed_from"] is None and second.details["steps"] == 3
+    assert [d.name for d in root.iterdir()] == [second.details["run_key"]]  # the stale run is gone
+    hist = json.loads((tmp_path / "train" / "cot" / "loss.json").read_text())
+    assert [h["step"] for h in hist] == [1, 2, 3]
+
+
+KILL_AT_4 = """
+import os, signal, sys
+from transformers import TrainerCallback
+from lema.config import TrainConfig
+from lema.train import train
+
+class Kill(TrainerCallback):
+    def on_save(self, args, state, control, **kw):
+        if state.global_step == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+cfg = TrainConfig.model_validate_json(sys.argv[4])
+train(sys.argv[1], sys.argv[2], sys.argv[3], cfg, seed=0, callbacks=[Kill()])
+"""
+
+
+def test_sigkill_mid_training_resumes_to_the_same_step_count(tiny_model, sft_file, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    cfg = TrainConfig(epochs=3, batch_size=8, max_length=128, save_steps=2)
+    out = tmp_path / "train" / "lema"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_4, str(tiny_model), str(sft_file), str(out),
+                           cfg.model_dump_json()], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not (out / "model").exists()
+    rep = train(str(tiny_model), sft_file, out, cfg, seed=0)
+    assert rep.details["resumed_from"] == "checkpoint-4" and rep.details["steps"] == 9
+    assert (out / "model" / "model.safetensors").exists()
+
+
+def test_paper_qlora_reaches_cuda_check_on_cpu(tiny_model, sft_file, tmp_path):
+    """The whole recipe resolves into trl/peft/bitsandbytes objects; only the missing GPU stops the run."""
+    import torch
+
+    from lema.config import load_config
+    from lema.train import plan
+
+    from .conftest import ROOT
+
+    t = load_config(ROOT / "params.yaml", {"train.recipe": str(ROOT / "recipes" / "qlora-paper-gsm8k.yaml")}).train
+    p = plan(str(tiny_model), sft_file, tmp_path / "train" / "lema", t, seed=0, name="model")
+    a = p.args
+    assert (a.learning_rate, a.lr_scheduler_type.value, a.warmup_steps, a.max_grad_norm, a.weight_decay) == (
+        2e-4, "constant", 0.0, 0.3, 0.01)
+    assert (a.max_steps, a.per_device_train_batch_size * a.gradient_accumulation_steps, a.bf16,
+            a.gradient_checkpointing, a.max_length) == (1000, 96, True, True, 1024)
+    assert (p.peft.r, p.peft.lora_alpha, p.peft.lora_dropout, p.peft.target_modules) == (64, 16, 0.05, "all-linear")
+    q = p.quant
+    assert (q.load_in_4bit, q.bnb_4bit_quant_type, q.bnb_4bit_use_double_quant, q.bnb_4bit_compute_dtype) == (
+        True, "nf4", True, torch.bfloat16)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="needs a CUDA GPU"):
+            train(str(tiny_model), sft_file, tmp_path / "train" / "lema", t, seed=0)
