@@ -115,3 +115,39 @@ def test_paper_qlora_reaches_cuda_check_on_cpu(tiny_model, sft_file, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="needs a CUDA GPU"):
             train(str(tiny_model), sft_file, tmp_path / "train" / "lema", t, seed=0)
+
+
+def test_ddp_on_two_cpu_processes_saves_one_model(tiny_model, sft_file, tmp_path):
+    """`accelerate launch` with the repo's DDP config (on CPU: gloo) trains across 2 ranks; rank 0 alone writes."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    from .conftest import ROOT
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run / "models" / "base")
+    (run / "sft").mkdir()
+    shutil.copy(sft_file, run / "sft" / "cot.jsonl")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"run_dir": str(run), "train": {
+        "epochs": 1, "batch_size": 4, "global_batch_size": 8, "max_length": 128, "logging_steps": 1}}))
+    ddp = yaml.safe_load((ROOT / "recipes" / "accelerate" / "ddp.yaml").read_text())
+    ddp.update(use_cpu=True, num_processes=2, mixed_precision="no")  # the GPU settings, moved to 2 CPU ranks
+    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(ddp))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                           str(tmp_path / "ddp.yaml"), "--main_process_port", "29517", "-m", "lema.cli", "train",
+                           "--variant", "cot", "--config", str(cfg)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"stage"')]
+    assert len(reports) == 2 and {r["details"]["world_size"] for r in reports} == {2}
+    assert {r["details"]["steps"] for r in reports} == {3}  # 24 examples / (4 per rank x 2 ranks), no accumulation
+    out = run / "train" / "cot"
+    assert sorted(p.name for p in out.iterdir()) == ["loss.json", "model", "report.json"]
+    assert len(list((out / "model").glob("*.safetensors"))) == 1
+    assert json.loads((out / "report.json").read_text())["details"]["world_size"] == 2
