@@ -151,3 +151,19 @@ def test_ddp_on_two_cpu_processes_saves_one_model(tiny_model, sft_file, tmp_path
     assert sorted(p.name for p in out.iterdir()) == ["loss.json", "model", "report.json"]
     assert len(list((out / "model").glob("*.safetensors"))) == 1
     assert json.loads((out / "report.json").read_text())["details"]["world_size"] == 2
+
+
+def test_base_model_pretrains_through_trainer_reproducibly(tiny_config, tmp_path):
+    """`lema base-model`: the fixed step budget gives the same weights twice on CPU (and runs on a GPU if any)."""
+    from safetensors.torch import load_file
+
+    from lema.base_model import build_base_model
+
+    from .conftest import DATA
+
+    cfg = tiny_config.base_model.model_copy(update={"pretrain_steps": 6})
+    reps = [build_base_model(cfg, tmp_path / f"m{i}", data_dir=str(DATA), seed=0, limit=120) for i in (0, 1)]
+    assert [r.details["steps"] for r in reps] == [6, 6]
+    a, b = (load_file(tmp_path / f"m{i}" / "model.safetensors") for i in (0, 1))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert len((tmp_path / "m0" / "pretrain_loss.txt").read_text().split()) == 6
