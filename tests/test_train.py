@@ -167,3 +167,36 @@ def test_base_model_pretrains_through_trainer_reproducibly(tiny_config, tmp_path
     a, b = (load_file(tmp_path / f"m{i}" / "model.safetensors") for i in (0, 1))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     assert len((tmp_path / "m0" / "pretrain_loss.txt").read_text().split()) == 6
+
+
+def test_gpu_check_script_cpu_smoke_run(tmp_path):
+    """scripts/gpu_check.sh in its CPU smoke mode, with the packages the GPU machine lacks made unimportable:
+    every step passes except QLoRA, which must stop at its CUDA check."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    blocked = tmp_path / "blocked"
+    for name in ("mlflow", "kfp", "dvc", "great_expectations", "vllm"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is not on the GPU machine')\n")
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(blocked), "OMP_NUM_THREADS": "1",
+           "GPU_CHECK_WORK": str(tmp_path / "work"), "GPU_CHECK_ALLOW_CPU": "1", "GPU_CHECK_SMALL": "1",
+           "GPU_CHECK_CORPUS_LIMIT": "150", "GPU_CHECK_PRETRAIN_STEPS": "4", "GPU_CHECK_STEPS": "2",
+           "GPU_CHECK_QUESTIONS": "3", "GPU_CHECK_EVAL": "3", "GPU_CHECK_BACKEND": "transformers"}
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], env=env, capture_output=True,
+                          text=True, timeout=900)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
+    status = {line.split()[1]: line.split()[2] for line in lines}
+    assert status == {"env": "ok", "base-model": "ok", "collect": "ok", "train-full": "ok", "train-lora": "ok",
+                      "train-qlora": "expected-fail", "evaluate": "ok"}, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and all(line.split()[3].endswith("s") for line in lines)
+    assert (tmp_path / "work" / "train" / "lora" / "model" / "model.safetensors").exists()
+    # a failing step is reported and makes the run fail, while the others still run
+    env["GPU_CHECK_ONLY"] = "env train-qlora"
+    env.pop("GPU_CHECK_ALLOW_CPU")
+    bad = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode != 0 and "step env FAILED" in bad.stdout and "step train-qlora FAILED" in bad.stdout
