@@ -55,6 +55,10 @@ def step_env(s: dict) -> dict:
 
     if not torch.cuda.is_available() and not s["allow_cpu"]:
         raise RuntimeError("no CUDA device (set GPU_CHECK_ALLOW_CPU=1 for the CPU smoke run)")
+    missing = [m for m in ("trl", "datasets", "pyarrow", "pandas", "pydantic", "math_verify", "peft", "accelerate")
+               if importlib.util.find_spec(m) is None]
+    if missing:  # scripts/gpu_check_wheels.sh fetches them (EXTRA= for pyarrow/pandas)
+        raise RuntimeError(f"missing packages: {missing}")
     import peft
     import transformers
     import trl
