@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import TrainConfig, load_recipe
+from .config import TrainConfig, deep_merge, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = ("env", "base-model", "collect", "train-full", "train-lora", "train-qlora", "evaluate")
@@ -106,7 +106,7 @@ def step_collect(s: dict) -> dict:
 def _train(s: dict, recipe: str, variant: str, **update) -> dict:
     from .train import train
 
-    cfg = TrainConfig.model_validate(load_recipe(s["recipes"] / f"{recipe}.yaml") | update)
+    cfg = TrainConfig.model_validate(deep_merge(load_recipe(s["recipes"] / f"{recipe}.yaml"), update))
     cfg = cfg.model_copy(update={"max_steps": s["train_steps"], "save_steps": max(1, s["train_steps"] // 2),
                                  "logging_steps": 5})
     rep = train(_base(s), s["work"] / "sft" / "cot.jsonl", s["work"] / "train" / variant, cfg, seed=0, name="cot")
