@@ -200,3 +200,23 @@ def test_gpu_check_script_cpu_smoke_run(tmp_path):
     bad = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], env=env, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode != 0 and "step env FAILED" in bad.stdout and "step train-qlora FAILED" in bad.stdout
+
+
+def test_run_key_follows_config_sft_set_base_model_and_seed(tiny_model, sft_file, tmp_path):
+    import shutil
+
+    from lema.train import run_key
+
+    cfg = TrainConfig(epochs=1)
+    key = run_key(str(tiny_model), sft_file, cfg, 0)
+    assert run_key(str(tiny_model), sft_file, cfg.model_copy(update={"recipe": "other.yaml"}), 0) == key
+    assert run_key(str(tiny_model), sft_file, cfg.model_copy(update={"epochs": 2.0}), 0) != key
+    assert run_key(str(tiny_model), sft_file, cfg, 1) != key
+    other_sft = tmp_path / "other.jsonl"
+    other_sft.write_text(sft_file.read_text().replace("What is 1 +", "What is 1 plus"))
+    assert run_key(str(tiny_model), other_sft, cfg, 0) != key
+    rebuilt = tmp_path / "base"
+    shutil.copytree(tiny_model, rebuilt)
+    assert run_key(str(rebuilt), sft_file, cfg, 0) == key  # same files, same key
+    (rebuilt / "model.safetensors").write_bytes((rebuilt / "model.safetensors").read_bytes()[:-1] + b" ")
+    assert run_key(str(rebuilt), sft_file, cfg, 0) != key
