@@ -19,6 +19,7 @@ py="${PYTHON:-python}"
 export PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1  # a check machine has no network
 export GPU_CHECK_WORK="${GPU_CHECK_WORK:-runs/gpu-check}"
+export GPU_CHECK_DATA="${GPU_CHECK_DATA:-$here/data}" GPU_CHECK_RECIPES="${GPU_CHECK_RECIPES:-$here/recipes}"
 mkdir -p "$GPU_CHECK_WORK/logs"
 steps="${GPU_CHECK_ONLY:-env base-model collect train-full train-lora train-qlora evaluate}"
 failed=0

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from .config import TrainConfig, deep_merge, load_recipe
 
-REPO = Path(__file__).resolve().parents[2]
 STEPS = ("env", "base-model", "collect", "train-full", "train-lora", "train-qlora", "evaluate")
 
 
@@ -25,11 +24,11 @@ def _env(name: str, default: str) -> str:
 
 
 def settings() -> dict:
-    return {"work": Path(_env("WORK", "runs/gpu-check")), "data": _env("DATA", str(REPO / "data")),
+    return {"work": Path(_env("WORK", "runs/gpu-check")), "data": _env("DATA", "data"),
             "pretrain_steps": int(_env("PRETRAIN_STEPS", "300")), "train_steps": int(_env("STEPS", "30")),
             "questions": int(_env("QUESTIONS", "64")), "eval_questions": int(_env("EVAL", "100")),
             "backend": _env("BACKEND", "auto"), "model": _env("MODEL", ""),
-            "recipes": Path(_env("RECIPES", str(REPO / "recipes"))), "allow_cpu": _env("ALLOW_CPU", "0") == "1",
+            "recipes": Path(_env("RECIPES", "recipes")), "allow_cpu": _env("ALLOW_CPU", "0") == "1",
             "corpus_limit": int(_env("CORPUS_LIMIT", "0")) or None, "small": _env("SMALL", "0") == "1"}
 
 
