@@ -41,22 +41,7 @@ def test_lora_is_merged_into_a_plain_model(tiny_model, sft_file, tmp_path):
     assert not any("lora" in n for n, _ in merged.named_parameters())
 
 
-def test_changed_config_trains_afresh_from_the_base_model(tiny_model, sft_file, tmp_path):
-    """Issue 9: a changed learning rate is a new run (new key), never a continuation of the old one."""
-    cfg = TrainConfig(epochs=1, batch_size=8, max_length=128, logging_steps=1)
-    first = train(str(tiny_model), sft_file, tmp_path / "train" / "cot", cfg, seed=0)
-    root = tmp_path / "checkpoints" / "cot"
-    assert first.details["steps"] == 3 and (root / first.details["run_key"] / "checkpoint-3").is_dir()
-    second = train(str(tiny_model), sft_file, tmp_path / "train" / "cot",
-                   cfg.model_copy(update={"learning_rate": 1e-3}), seed=0)
-    assert second.details["run_key"] != first.details["run_key"]
-    assert second.details["resumed_from"] is None and second.details["steps"] == 3
-    assert [d.name for d in root.iterdir()] == [second.details["run_key"]]  # the stale run is gone
-    hist = json.loads((tmp_path / "train" / "cot" / "loss.json").read_text())
-    assert [h["step"] for h in hist] == [1, 2, 3]
-
-
-KILL_AT_4 = """
+KILL_AT = """
 import os, signal, sys
 from transformers import TrainerCallback
 from lema.config import TrainConfig
@@ -64,7 +49,7 @@ from lema.train import train
 
 class Kill(TrainerCallback):
     def on_save(self, args, state, control, **kw):
-        if state.global_step == 4:
+        if state.global_step == int(sys.argv[5]):
             os.kill(os.getpid(), signal.SIGKILL)
 
 cfg = TrainConfig.model_validate_json(sys.argv[4])
@@ -72,7 +57,8 @@ train(sys.argv[1], sys.argv[2], sys.argv[3], cfg, seed=0, callbacks=[Kill()])
 """
 
 
-def test_sigkill_mid_training_resumes_to_the_same_step_count(tiny_model, sft_file, tmp_path):
+def _killed_run(tiny_model, sft_file, out, cfg, step):
+    """Train in a child process that SIGKILLs itself right after saving checkpoint `step`."""
     import os
     import signal
     import subprocess
@@ -80,16 +66,37 @@ def test_sigkill_mid_training_resumes_to_the_same_step_count(tiny_model, sft_fil
 
     from .conftest import ROOT
 
-    cfg = TrainConfig(epochs=3, batch_size=8, max_length=128, save_steps=2)
-    out = tmp_path / "train" / "lema"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run([sys.executable, "-c", KILL_AT_4, str(tiny_model), str(sft_file), str(out),
-                           cfg.model_dump_json()], env=env, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", KILL_AT, str(tiny_model), str(sft_file), str(out),
+                           cfg.model_dump_json(), str(step)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert not (out / "model").exists()
+
+
+def test_changed_config_trains_afresh_from_the_base_model(tiny_model, sft_file, tmp_path):
+    """Issue 9: an interrupted run with another learning rate is never continued; a new key starts at step 0."""
+    cfg = TrainConfig(epochs=1, batch_size=8, max_length=128, logging_steps=1, save_steps=1)
+    out = tmp_path / "train" / "cot"
+    _killed_run(tiny_model, sft_file, out, cfg, step=2)
+    root = tmp_path / "checkpoints" / "cot"
+    (old_key,) = [d.name for d in root.iterdir()]
+    assert (root / old_key / "checkpoint-2").is_dir()
+    rep = train(str(tiny_model), sft_file, out, cfg.model_copy(update={"learning_rate": 1e-3}), seed=0)
+    assert rep.details["run_key"] != old_key
+    assert rep.details["resumed_from"] is None and rep.details["steps"] == 3
+    assert [h["step"] for h in json.loads((out / "loss.json").read_text())] == [1, 2, 3]
+    assert not root.exists()  # a finished run leaves nothing to resume
+
+
+def test_sigkill_mid_training_resumes_to_the_same_step_count(tiny_model, sft_file, tmp_path):
+    cfg = TrainConfig(epochs=3, batch_size=8, max_length=128, save_steps=2)
+    out = tmp_path / "train" / "lema"
+    _killed_run(tiny_model, sft_file, out, cfg, step=4)
     rep = train(str(tiny_model), sft_file, out, cfg, seed=0)
     assert rep.details["resumed_from"] == "checkpoint-4" and rep.details["steps"] == 9
     assert (out / "model" / "model.safetensors").exists()
+    again = train(str(tiny_model), sft_file, out, cfg, seed=0)  # same inputs, finished: trains again in full
+    assert again.details["resumed_from"] is None and again.details["steps"] == 9
 
 
 def test_paper_qlora_reaches_cuda_check_on_cpu(tiny_model, sft_file, tmp_path):

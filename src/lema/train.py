@@ -6,7 +6,8 @@ plain Hugging Face directory that vLLM can serve.
 
 Checkpoints live under ``<checkpoint_root>/<key>/``, where the key hashes what
 produces the model (training config, SFT set, base model, seed): a changed
-input starts afresh, and only an interrupted run of the same key resumes.
+input starts afresh, and only an interrupted run of the same key resumes (a
+finished run removes its checkpoints).
 Under ``accelerate launch`` (DDP/FSDP) only the main process writes files.
 """
 
@@ -280,8 +281,8 @@ def train(model: str, data_path: str | Path, out_dir: str | Path, cfg: TrainConf
     if main:
         (out / "loss.json").write_text(json.dumps(history, indent=1))
         write_json(out / "report.json", report)
-        for stale in p.ckpt_dir.parent.iterdir():  # runs of other keys can no longer be resumed usefully
-            if stale.is_dir() and stale != p.ckpt_dir:
-                shutil.rmtree(stale, ignore_errors=True)
+        # Checkpoints exist to resume an interrupted run; a finished one (and any other key's) needs none,
+        # so a rerun of the same inputs (e.g. `lema run --force`) trains again instead of "resuming" at the end.
+        shutil.rmtree(p.ckpt_dir.parent, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return report
