@@ -181,6 +181,14 @@ def last_checkpoint(ckpt_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def default_checkpoint_root(out_dir: Path) -> Path:
+    """``<run_dir>/checkpoints/<variant>`` for the pipeline's ``<run_dir>/train/<variant>``, else a
+    ``checkpoints/<name>`` sibling of the output: never inside the output, which DVC deletes before a rerun."""
+    out = Path(out_dir)
+    base = out.parent.parent if out.parent.name == "train" else out.parent
+    return base / "checkpoints" / out.name
+
+
 @dataclass
 class TrainPlan:
     """Everything a run needs before the model is loaded: the recipe as trl/peft/bitsandbytes objects."""
@@ -202,7 +210,7 @@ def plan(model: str, data_path: str | Path, out_dir: str | Path, cfg: TrainConfi
     from transformers import AutoTokenizer
 
     out = Path(out_dir)
-    root = Path(checkpoint_root) if checkpoint_root else out.parent.parent / "checkpoints" / out.name
+    root = Path(checkpoint_root) if checkpoint_root else default_checkpoint_root(out)
     key = run_key(model, data_path, cfg, seed)
     tok = AutoTokenizer.from_pretrained(model)
     if tok.pad_token is None:
@@ -234,9 +242,8 @@ def train(model: str, data_path: str | Path, out_dir: str | Path, cfg: TrainConf
           ) -> StageReport:
     """Fine-tune `model` on `data_path`; the merged model lands in ``out_dir/model``.
 
-    Checkpoints go to ``checkpoint_root/<key>`` (default: ``<out_dir>/../../checkpoints/<out_dir name>``,
-    i.e. ``<run_dir>/checkpoints/<variant>`` for ``<run_dir>/train/<variant>``), outside the stage output
-    that DVC deletes before a rerun.  `callbacks` are extra transformers TrainerCallbacks."""
+    Checkpoints go to ``checkpoint_root/<key>`` (default: `default_checkpoint_root`), outside the stage
+    output that DVC deletes before a rerun.  `callbacks` are extra transformers TrainerCallbacks."""
     import torch
     from transformers import AutoModelForCausalLM
     from trl import SFTTrainer
