@@ -15,20 +15,62 @@ def recipe(name: str, tmp_path):
     return load_config(cfg).train
 
 
-def test_paper_qlora_recipe_as_published(tmp_path):
+PAPER = dict(quantization="nf4", double_quant=True, learning_rate=2e-4, learning_rate_large=1e-4,
+             large_model_params_b=34, lr_scheduler="constant", warmup_ratio=0.0, global_batch_size=96,
+             max_grad_norm=0.3, weight_decay=0.01, max_steps=1000, bf16=True, gradient_checkpointing=True)
+PAPER_LORA = dict(enabled=True, r=64, alpha=16, dropout=0.05, target_modules="all-linear")
+PUBLISHED = {
+    "qlora-paper-gsm8k": {**PAPER, "max_source_length": 512, "max_target_length": 512},
+    "qlora-paper-math": {**PAPER, "max_source_length": 768, "max_target_length": 768},
+    "full-small": dict(model="Qwen/Qwen2.5-0.5B", epochs=3, learning_rate=1e-5, lr_scheduler="cosine",
+                       warmup_ratio=0.03, global_batch_size=64, batch_size=8, max_length=1024, bf16=True,
+                       gradient_checkpointing=True, quantization="none"),
+    "tiny-cpu": dict(model="base", epochs=1, learning_rate=5e-4, batch_size=16, max_length=512, warmup_ratio=0.05,
+                     lr_scheduler="cosine", quantization="none"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_default_params_plus_recipe_gives_the_published_values(name):
+    """Issue 10: params.yaml's own `train:` keys (e.g. `lora: {enabled: false}`) must not undo a recipe."""
+    t = load_config(ROOT / "params.yaml", {"train.recipe": str(ROOT / "recipes" / f"{name}.yaml")}).train
+    got = t.model_dump()
+    assert {k: got[k] for k in PUBLISHED[name]} == PUBLISHED[name]
+    if name.startswith("qlora"):
+        assert got["lora"] == PAPER_LORA
+    else:
+        assert got["lora"]["enabled"] is False
+    assert t.mixture == {"cot": 1.0, "correction": 1.0}
+
+
+def test_layers_merge_deeply_and_explicit_values_win(tmp_path):
+    qlora = ROOT / "recipes" / "qlora-paper-gsm8k.yaml"
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"train:\n  recipe: {ROOT / 'recipes' / 'qlora-paper-gsm8k.yaml'}\n  max_steps: 500\n")
+    cfg.write_text(f"train:\n  recipe: {qlora}\n  max_steps: 500\n  lora: {{r: 8, enabled: false}}\n")
     t = load_config(cfg).train
-    assert (t.quantization, t.double_quant, t.lora.enabled, t.lora.r, t.lora.alpha, t.lora.dropout) == (
-        "nf4", True, True, 64, 16, 0.05)
-    assert t.lora.target_modules == "all-linear"
-    assert (t.learning_rate, t.learning_rate_large, t.large_model_params_b) == (2e-4, 1e-4, 34)
-    assert (t.lr_scheduler, t.warmup_ratio, t.global_batch_size) == ("constant", 0.0, 96)
-    assert (t.max_source_length, t.max_target_length, t.max_grad_norm, t.weight_decay) == (512, 512, 0.3, 0.01)
-    assert (t.bf16, t.gradient_checkpointing) == (True, True)
-    assert t.max_steps == 500  # keys next to `recipe` override it
-    math = recipe("qlora-paper-math", tmp_path)
-    assert (math.max_source_length, math.max_target_length) == (768, 768)
+    # a value that differs from the default overrides only its own key; one restating a default is ignored
+    assert t.max_steps == 500 and t.lora.r == 8 and t.lora.enabled and t.lora.alpha == 16
+    assert t.quantization == "nf4" and t.learning_rate == 2e-4
+    # --set always wins, even when it restates a default
+    t = load_config(cfg, {"train.lora.enabled": False, "train.lr_scheduler": "cosine"}).train
+    assert not t.lora.enabled and t.lr_scheduler == "cosine" and t.lora.r == 8 and t.bf16
+
+
+def test_recipe_keys_are_real_trl_fields():
+    import dataclasses
+
+    import yaml
+    from trl import ModelConfig, SFTConfig
+
+    from lema.config import RECIPE_TRL_KEYS, TrainConfig
+
+    trl_fields = {f.name for f in dataclasses.fields(SFTConfig)} | {f.name for f in dataclasses.fields(ModelConfig)}
+    assert set(RECIPE_TRL_KEYS) <= trl_fields
+    for target in RECIPE_TRL_KEYS.values():
+        assert target.split(".")[0] in TrainConfig.model_fields
+    for name in PUBLISHED:  # every recipe is written in trl's names (+ the lema block)
+        text = (ROOT / "recipes" / f"{name}.yaml").read_text()
+        assert set(yaml.safe_load(text)) - {"lema"} <= set(RECIPE_TRL_KEYS)
 
 
 def test_paper_learning_rate_rule(tmp_path):
@@ -47,10 +89,19 @@ def test_every_recipe_is_a_valid_config(name, tmp_path):
 
 def test_unknown_recipe_key_is_rejected(tmp_path):
     bad = tmp_path / "r.yaml"
-    bad.write_text("train:\n  learning_rat: 0.1\n")
+    bad.write_text("learning_rate: 0.1\nlearning_rat: 0.1\n")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"train:\n  recipe: {bad}\n")
+    with pytest.raises(ValueError, match=r"r.yaml, line 2: field 'learning_rat'"):
+        load_config(cfg)
+    bad.write_text("lema:\n  mixtur: {cot: 1}\n")
+    with pytest.raises(ValueError, match=r"line 2: field 'mixtur'"):
+        load_config(cfg)
+    bad.write_text("train:\n  learning_rat: 0.1\n")  # lema's native layout is validated too
     with pytest.raises(ValueError, match="learning_rat"):
+        load_config(cfg)
+    bad.write_text("warmup_steps: 10\n")
+    with pytest.raises(ValueError, match="ratio"):
         load_config(cfg)
 
 

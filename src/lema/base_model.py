@@ -52,17 +52,53 @@ def _packed_blocks(token_lists: list[list[int]], block: int, eos: int) -> list[l
     return [stream[i : i + block] for i in range(0, len(stream) - block + 1, block)]
 
 
+class _Blocks:
+    """Packed token blocks as a map-style dataset (no `datasets` needed); labels = inputs (causal LM)."""
+
+    def __init__(self, blocks: list[list[int]]):
+        self.blocks = blocks
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> dict:
+        import torch
+
+        ids = torch.tensor(self.blocks[i])
+        return {"input_ids": ids, "labels": ids}
+
+
+def _wall_clock_stop(seconds: float):
+    from transformers import TrainerCallback
+
+    class Stop(TrainerCallback):
+        """The optional `pretrain_minutes` cap (the step budget stays the reproducible one)."""
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.start = time.time()
+
+        def on_step_end(self, args, state, control, **kw):
+            if time.time() - self.start >= seconds:
+                control.should_training_stop = True
+
+    return Stop()
+
+
 def build_base_model(cfg: BaseModelConfig, out_dir: str | Path, *, data_source: str = "bundled",
                      data_dir: str = "data", seed: int = 0, limit: int | None = None,
                      problems: list[Problem] | None = None) -> StageReport:
-    """Train tokenizer + pretrain a tiny Llama for a fixed wall-clock budget (on `problems` if given)."""
+    """Train tokenizer + pretrain a tiny Llama for a fixed step budget (on `problems` if given).
+
+    Pretraining goes through transformers' Trainer, so it runs on the GPU when there is one (and under
+    `accelerate launch`); on CPU the same config and seed give the same model."""
+    import tempfile
+
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments, set_seed
 
     t0 = time.time()
     random.seed(seed)
-    torch.manual_seed(seed)
+    set_seed(seed)
     if problems is None:
         problems = [p for split in cfg.corpus for p in load_split(split, data_source, data_dir, limit)]
     docs = ["".join(cot_text(p)) for p in problems]
@@ -78,46 +114,31 @@ def build_base_model(cfg: BaseModelConfig, out_dir: str | Path, *, data_source: 
                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                             pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
     model = LlamaForCausalLM(model_cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
     steps_per_epoch = math.ceil(len(blocks) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.pretrain_max_epochs
     if cfg.pretrain_steps is not None:
         total_steps = min(total_steps, cfg.pretrain_steps)
-    budget = cfg.pretrain_minutes * 60 if cfg.pretrain_minutes else None
-    step, losses = 0, []
-    model.train()
-    with Progress(TextColumn("[bold]pretrain"), BarColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn()) as progress:
-        bar = progress.add_task("", total=total_steps)
-        start = time.time()
-        while step < total_steps:
-            random.shuffle(blocks)
-            for b in range(0, len(blocks), cfg.batch_size):
-                batch = torch.tensor(blocks[b : b + cfg.batch_size])
-                warm = min(1.0, (step + 1) / max(1, min(50, total_steps // 10)))
-                decay = 0.5 * (1 + math.cos(math.pi * step / total_steps))
-                for g in opt.param_groups:
-                    g["lr"] = cfg.learning_rate * max(warm * decay, 0.05)
-                loss = model(input_ids=batch, labels=batch).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-                step += 1
-                progress.update(bar, completed=step, description=f"step {step}/{total_steps} loss {losses[-1]:.3f}")
-                if step >= total_steps or (budget and time.time() - start >= budget):
-                    break
-            if budget and time.time() - start >= budget:
-                break
+    callbacks = [_wall_clock_stop(cfg.pretrain_minutes * 60)] if cfg.pretrain_minutes else []
+    with tempfile.TemporaryDirectory(prefix="lema-pretrain-") as scratch:
+        args = TrainingArguments(
+            output_dir=scratch, max_steps=total_steps, per_device_train_batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate, weight_decay=0.01, adam_beta1=0.9, adam_beta2=0.95, max_grad_norm=1.0,
+            lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.05},
+            warmup_steps=max(1, min(50, total_steps // 10)), logging_steps=1, save_strategy="no", report_to=[],
+            seed=seed, data_seed=seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)
+        trainer = Trainer(model=model, args=args, train_dataset=_Blocks(blocks), callbacks=callbacks)
+        trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    step = trainer.state.global_step
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    (out / "pretrain_loss.txt").write_text("\n".join(f"{x:.5f}" for x in losses) + "\n")
+    if trainer.is_world_process_zero():
+        out.mkdir(parents=True, exist_ok=True)
+        trainer.model.save_pretrained(out)
+        tok.save_pretrained(out)
+        (out / "pretrain_loss.txt").write_text("\n".join(f"{x:.5f}" for x in losses) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
     return StageReport(stage="base-model", n_in=len(problems), n_out=1, seconds=time.time() - t0,
                        details={"params": n_params, "steps": step, "blocks": len(blocks),
                                 "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
-                                "vocab": len(tok)},
+                                "vocab": len(tok), "device": str(args.device)},
                        outputs={"model": str(out)})

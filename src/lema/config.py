@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -275,19 +276,149 @@ class Config(_Strict):
         return Path(self.run_dir)
 
 
+# A recipe is written the way alignment-handbook recipes are: flat keys named after TRL's `ModelConfig`
+# and `SFTConfig` fields (so a recipe reads like `trl sft` arguments), plus a `lema:` block for the keys
+# TRL has no field for.  Each TRL key maps onto one TrainConfig key (`trl_args` maps them back).
+RECIPE_TRL_KEYS: dict[str, str] = {
+    # trl.ModelConfig
+    "model_name_or_path": "model",
+    "use_peft": "lora.enabled",
+    "lora_r": "lora.r",
+    "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout",
+    "lora_target_modules": "lora.target_modules",
+    "load_in_4bit": "quantization",           # with bnb_4bit_quant_type: nf4 (the only kind lema trains)
+    "bnb_4bit_quant_type": "quantization",
+    "use_bnb_nested_quant": "double_quant",
+    # trl.SFTConfig (transformers.TrainingArguments)
+    "num_train_epochs": "epochs",
+    "max_steps": "max_steps",
+    "learning_rate": "learning_rate",
+    "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum",
+    "max_length": "max_length",
+    "warmup_steps": "warmup_ratio",           # transformers 5: a float in [0, 1) is a ratio of total steps
+    "lr_scheduler_type": "lr_scheduler",
+    "weight_decay": "weight_decay",
+    "max_grad_norm": "max_grad_norm",
+    "logging_steps": "logging_steps",
+    "bf16": "bf16",
+    "gradient_checkpointing": "gradient_checkpointing",
+    "packing": "packing",
+    "packing_strategy": "packing_strategy",
+    "save_steps": "save_steps",
+}
+# lema's own keys (no TRL field): the data mixture, the global batch, the paper's large-model rate,
+# prompt/completion truncation, and the quantization shorthand.
+RECIPE_LEMA_KEYS = ("mixture", "global_batch_size", "learning_rate_large", "large_model_params_b",
+                    "max_source_length", "max_target_length", "quantization", "double_quant")
+
+
+def _key_line(path: Path, text: str, key: str) -> int | None:
+    """1-based line of a top-level (or `lema:`) key, for error messages."""
+    for i, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"\s*{re.escape(key)}\s*:", line):
+            return i
+    return None
+
+
+def recipe_to_train(data: dict[str, Any], where: str = "<recipe>", text: str = "") -> dict[str, Any]:
+    """A recipe mapping (TRL field names + `lema:` block) as TrainConfig keys (nested `lora`)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: a recipe is a mapping of SFTConfig/ModelConfig fields")
+    if "train" in data:  # lema's native layout (TrainConfig keys under `train:`), still accepted
+        return dict(data["train"] or {})
+    out: dict[str, Any] = {}
+
+    def put(dotted: str, value: Any) -> None:
+        node = out
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+
+    def bad(key: str, msg: str) -> ValueError:
+        line = _key_line(Path(where), text, key)
+        return ValueError(f"{where}{f', line {line}' if line else ''}: field '{key}': {msg}")
+
+    quant_type = data.get("bnb_4bit_quant_type", "nf4")
+    for key, value in data.items():
+        if key == "lema":
+            for k, v in (value or {}).items():
+                if k not in RECIPE_LEMA_KEYS:
+                    raise bad(k, f"not one of lema's recipe keys {list(RECIPE_LEMA_KEYS)}")
+                put(k, v)
+        elif key in ("load_in_4bit", "bnb_4bit_quant_type"):
+            if quant_type != "nf4":
+                raise bad("bnb_4bit_quant_type", f"{quant_type!r}: lema trains NF4 (QLoRA) only")
+            if key == "load_in_4bit":
+                put("quantization", "nf4" if value else "none")
+        elif key == "warmup_steps":
+            if not (isinstance(value, int | float) and 0 <= value < 1):
+                raise bad(key, f"{value!r}: give warm-up as a ratio of the total steps, in [0, 1)")
+            put("warmup_ratio", float(value))
+        elif key in RECIPE_TRL_KEYS:
+            put(RECIPE_TRL_KEYS[key], value)
+        else:
+            raise bad(key, "not a trl SFTConfig/ModelConfig field lema maps (see RECIPE_TRL_KEYS), "
+                           "nor the `lema:` block")
+    return out
+
+
 def load_recipe(path: str | Path, base_dir: Path | None = None) -> dict[str, Any]:
+    """A recipe file as TrainConfig keys (resolved relative to cwd, then to `base_dir`)."""
     p = Path(path)
     if not p.is_absolute() and not p.exists() and base_dir is not None and (base_dir / p).exists():
         p = base_dir / p
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(f"training recipe not found: {path}") from None
-    return data.get("train", data)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from None
+    return recipe_to_train(data, str(path), text)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` wins key by key; nested mappings merge instead of replacing each other."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def drop_defaults(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """Keys whose value differs from the model's default (nested models recursively).
+
+    A params file that restates a default (`lora: {enabled: false}`) says nothing about the recipe, so it
+    must not undo it; unknown keys are kept for validation to reject."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        field = model.model_fields.get(k)
+        if field is None:
+            out[k] = v
+            continue
+        ann = field.annotation
+        if isinstance(v, dict) and isinstance(ann, type) and issubclass(ann, BaseModel):
+            sub = drop_defaults(v, ann)
+            if sub:
+                out[k] = sub
+            continue
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            default = default.model_dump()
+        if v != default:
+            out[k] = v
+    return out
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Config from YAML (``params.yaml`` when it exists), with dotted overrides."""
+    """Config from YAML (``params.yaml`` when it exists), with dotted overrides (`--set`).
+
+    Training layers merge deeply: TrainConfig defaults < recipe < the file's `train:` values that differ
+    from the defaults < `--set` overrides (which always win, even when they restate a default)."""
     data: dict[str, Any] = {}
     if path is None and Path("params.yaml").exists():
         path = "params.yaml"
@@ -298,21 +429,34 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise FileNotFoundError(f"config file not found: {path}") from None
         except yaml.YAMLError as e:
             raise ValueError(f"{path}: not valid YAML: {e}") from None
+    set_train: dict[str, Any] = {}
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    return config_from_dict(data, Path(path).resolve().parent if path else None, str(path or "<defaults>"))
+        if dotted.startswith("train."):
+            t = set_train
+            for p in parents[1:]:
+                t = t.setdefault(p, {})
+            t[leaf] = value
+    return config_from_dict(data, Path(path).resolve().parent if path else None, str(path or "<defaults>"),
+                            explicit_train=set_train)
 
 
-def config_from_dict(data: dict[str, Any], base_dir: Path | None = None, where: str = "<config>") -> Config:
-    """Validate a config mapping, resolving `train.recipe` (relative to cwd, then to base_dir)."""
+def config_from_dict(data: dict[str, Any], base_dir: Path | None = None, where: str = "<config>",
+                     explicit_train: dict[str, Any] | None = None) -> Config:
+    """Validate a config mapping, resolving `train.recipe` (relative to cwd, then to base_dir).
+
+    With a recipe, the mapping's `train:` keys override it only where they differ from the defaults;
+    `explicit_train` (the `--set train.*` values) overrides it unconditionally."""
     data = dict(data)
     train = data.get("train") or {}
-    if train.get("recipe"):
-        data["train"] = load_recipe(train["recipe"], base_dir) | train
+    if isinstance(train, dict) and train.get("recipe"):
+        recipe = load_recipe(train["recipe"], base_dir)
+        own = drop_defaults({k: v for k, v in train.items() if k != "recipe"}, TrainConfig)
+        data["train"] = deep_merge(deep_merge(recipe, own), explicit_train or {}) | {"recipe": train["recipe"]}
     try:
         return Config.model_validate(data)
     except ValidationError as e:
