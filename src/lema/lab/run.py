@@ -158,7 +158,9 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
     device = resolve_device(cfg.device)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    workers = cfg.workers or (min(8, len(cfg.seeds)) if device == "cuda" else 1)
+    workers = min(len(cfg.seeds), cfg.workers or (8 if device == "cuda" else 1))
+    if workers > 1 and device == "cpu" and not cfg.threads:
+        cfg = cfg.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // workers)})
     t0 = time.time()
     log(f"lab: seeds {cfg.seeds} on {device}, {workers} process(es)")
     if workers == 1:

@@ -206,14 +206,10 @@ def plant(problem: LabProblem, kind: str, step: int, rng: random.Random) -> str:
     i = min(step, len(lines)) - 1
     s = problem.steps[i]
     if kind == "skipped step":
-        if i + 1 < len(lines):
-            n = problem.steps[i + 1]
-            res = _apply(n.op, s.a, n.b)
-            if res is None:
-                res = OPS["+"](s.a, n.b)
-                lines[i] = s.text.replace(f"{s.a} {s.op} {s.b} = {s.result}", f"{s.a} + {n.b} = {res}", 1)
-            else:
-                lines[i] = s.text.replace(f"{s.a} {s.op} {s.b} = {s.result}", f"{s.a} {n.op} {n.b} = {res}", 1)
+        n = problem.steps[i + 1] if i + 1 < len(lines) else None
+        res = _apply(n.op, s.a, n.b) if n is not None else None
+        if res is not None:  # goes straight on with the next operation
+            lines[i] = s.text.replace(f"{s.a} {s.op} {s.b} = {s.result}", f"{s.a} {n.op} {n.b} = {res}", 1)
             return format_steps(lines[: i + 1] + [f"The answer is {res}."])
         return format_steps(lines[:i] + [f"The answer is {s.a}."])
     nxt = problem.steps[i + 1] if i + 1 < len(lines) else None
