@@ -161,3 +161,16 @@ def test_quick_lab_with_two_rounds_end_to_end(tmp_path, capsys):
     runs = client.search_runs([client.get_experiment_by_name("lema-lab").experiment_id])
     assert sorted({r.data.params["arm"] for r in runs}) == sorted(["base", *arms.ARMS, "rounds/lema",
                                                                    "rounds/self_train", "rounds/cot_extra"])
+
+
+def test_configs_lab_yaml_is_the_default_and_bad_settings_name_the_file(tmp_path):
+    from lema.config import Config
+    from lema.lab.config import LabConfig, load_lab_config
+
+    from .conftest import ROOT
+
+    assert load_lab_config(ROOT / "configs" / "lab.yaml") == LabConfig() == Config().lab
+    bad = tmp_path / "lab.yaml"
+    bad.write_text("lab:\n  n_tset: 3\n")
+    with pytest.raises(ValueError, match="(?s)lab.yaml.*n_tset"):
+        load_lab_config(bad)

@@ -40,23 +40,25 @@ def correction_examples(wrongs: list[Wrong], style: str) -> list[Example]:
                     task.correction_text(w.problem, w.mistake, style), "correction") for w in wrongs]
 
 
-def read_paths(problems: list[task.LabProblem], paths: list[str], per_question: int = 1
-               ) -> tuple[list[Wrong], list[Example]]:
-    """Split sampled paths (aligned with `problems`) into wrong ones, localised by the program, and right
-    ones as self-training examples; at most `per_question` of each per question."""
+def read_paths(problems: list[task.LabProblem], paths: list[str], wrong_per_question: int = 1,
+               right_per_question: int = 1) -> tuple[list[Wrong], list[Example]]:
+    """Split sampled paths (aligned with `problems`) into wrong ones, localised by the program, and distinct
+    right ones as self-training examples (rejection sampling), capped per question."""
     wrongs: list[Wrong] = []
     rights: list[Example] = []
     nw: dict[str, int] = {}
-    nr: dict[str, int] = {}
+    seen: dict[str, set] = {}
     for p, path in zip(problems, paths):
+        path = path.strip()
         m = task.first_mistake(path, p)
         if m is None:
-            if nr.get(p.id, 0) < per_question:
-                nr[p.id] = nr.get(p.id, 0) + 1
-                rights.append(Example(task.cot_prompt(p.question), path.strip(), "self"))
-        elif nw.get(p.id, 0) < per_question:
+            got = seen.setdefault(p.id, set())
+            if len(got) < right_per_question and path not in got:
+                got.add(path)
+                rights.append(Example(task.cot_prompt(p.question), path, "self"))
+        elif nw.get(p.id, 0) < wrong_per_question:
             nw[p.id] = nw.get(p.id, 0) + 1
-            wrongs.append(Wrong(p, path.strip(), m))
+            wrongs.append(Wrong(p, path, m))
     return wrongs, rights
 
 

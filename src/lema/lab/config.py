@@ -54,6 +54,7 @@ class LabConfig(_Strict):
     pretrain: LabTrain = LabTrain()
     finetune: LabTrain = LabTrain(epochs=2.0, learning_rate=5e-4)
     temperature: float = 1.0           # sampling the generator's own paths
+    samples: int = 2                   # paths per fresh question: <= 1 wrong one corrected, distinct right ones kept
     max_new_tokens: int = 100
     token_tolerance: float = 0.02      # matched arms: |tokens / LeMa's correction tokens - 1| <= this
     arms: list[ArmName] = list(ARMS)
@@ -75,7 +76,7 @@ QUICK = {"seeds": [1], "n_pretrain": 600, "n_train": 60, "n_collect": 60, "n_ext
                                    "max_length": 256},
          "pretrain": {"epochs": 1.0, "learning_rate": 3e-3, "batch_size": 32},
          "finetune": {"epochs": 1.0, "learning_rate": 1e-3, "batch_size": 32},
-         "max_new_tokens": 60, "rounds": 2, "bootstrap_iters": 200, "run_dir": "runs/lab-quick",
+         "max_new_tokens": 60, "samples": 1, "rounds": 2, "bootstrap_iters": 200, "run_dir": "runs/lab-quick",
          "report_dir": "runs/lab-quick/report"}
 
 

@@ -89,7 +89,8 @@ def train(model, examples: list[Example], tok: WordTokenizer, spec: TrainSpec, s
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+        opt, lambda s: (s + 1) / warm if s < warm
+        else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     torch.manual_seed(seed)
     losses = []
     for step, batch in enumerate(batches):

@@ -28,9 +28,7 @@ def run_rounds(ctx, round1: dict) -> dict[str, list[dict]]:
     out["cot_extra"].append(_row(1, round1["extra_result"], extra_used, target, tok))
     for r in range(2, cfg.rounds + 1):
         fresh = ctx.pools["collect"][(r - 1) * cfg.n_collect: r * cfg.n_collect]
-        prompts = [ctx.prompt(p) for p in fresh]
-        paths = ctx.sample(states["lema"], prompts, seed=ctx.seed * 100 + r)
-        wrongs, _ = A.read_paths(fresh, paths)
+        wrongs, _, paths = ctx.collect(states["lema"], fresh, ctx.seed * 100 + r)
         new = A.correction_examples(wrongs, A.STYLE["lema"])
         corrections += new
         step_tokens = completion_tokens(new, tok)
@@ -38,8 +36,7 @@ def run_rounds(ctx, round1: dict) -> dict[str, list[dict]]:
         res, states["lema"] = ctx.train_eval(f"lema_r{r}", ctx.cot + corrections)
         out["lema"].append(_row(r, res, corrections, target, tok, wrong=len(wrongs), sampled=len(paths)))
 
-        paths = ctx.sample(states["self_train"], prompts, seed=ctx.seed * 100 + r)
-        _, rights = A.read_paths(fresh, paths)
+        _, rights, paths = ctx.collect(states["self_train"], fresh, ctx.seed * 100 + 50 + r)
         selfs += A.match_tokens(rights, step_tokens, tok, cfg.token_tolerance, ctx.seed + r, strict=False)
         res, states["self_train"] = ctx.train_eval(f"self_train_r{r}", ctx.cot + selfs)
         out["self_train"].append(_row(r, res, selfs, target, tok, right=len(rights), sampled=len(paths)))

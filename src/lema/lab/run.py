@@ -49,7 +49,8 @@ class SeedContext:
         self.cot = A.cot_examples(self.pools["train"])
         self.spec = ModelSpec(**cfg.model.model_dump())
         self.ft = TrainSpec(**cfg.finetune.model_dump())
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {}     # wall seconds per part
+        self.cpu: dict[str, float] = {}         # process CPU seconds per part (a shared machine's fair measure)
         self.base_state = None
         self.base_result: dict = {}
 
@@ -57,9 +58,10 @@ class SeedContext:
         return task.cot_prompt(p.question)
 
     def timed(self, name: str, fn, *args, **kw):
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         out = fn(*args, **kw)
         self.timings[name] = round(time.time() - t0, 2)
+        self.cpu[name] = round(time.process_time() - c0, 2)
         return out
 
     def from_base(self):
@@ -70,8 +72,17 @@ class SeedContext:
     def sample(self, state, prompts: list[str], seed: int) -> list[str]:
         m = new_model(self.spec, self.tok, self.seed)
         m.load_state_dict(state)
-        return self.timed(f"sample_{seed}", complete, m, prompts, self.tok, self.device, self.cfg.max_new_tokens,
+        return self.timed(f"sample_{seed % 100}_{len(prompts)}", complete, m, prompts, self.tok, self.device,
+                          self.cfg.max_new_tokens,
                           temperature=self.cfg.temperature, seed=seed)
+
+    def collect(self, state, fresh: list[task.LabProblem], seed: int):
+        """`samples` paths per fresh question from the generator `state`: wrong ones (one per question) and
+        distinct right ones."""
+        probs = [p for p in fresh for _ in range(self.cfg.samples)]
+        paths = self.sample(state, [self.prompt(p) for p in probs], seed)
+        wrongs, rights = A.read_paths(probs, paths, 1, self.cfg.samples)
+        return wrongs, rights, paths
 
     def evaluate(self, model) -> dict:
         from ..answers import is_correct
@@ -84,12 +95,13 @@ class SeedContext:
 
     def train_eval(self, name: str, examples: list[Example], keep: bool = True):
         """Fine-tune a copy of the base on `examples` with the shared settings, evaluate it on the test set."""
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         m = self.from_base()
         rep = train(m, examples, self.tok, self.ft, self.seed, self.device, self.spec.max_length)
         res = self.evaluate(m)
         res["train"] = rep
         self.timings[name] = round(time.time() - t0, 2)
+        self.cpu[name] = round(time.process_time() - c0, 2)
         self.log(f"seed {self.seed}: {name}: {len(examples)} examples, accuracy {res['accuracy']:.3f} "
                  f"({self.timings[name]:.0f}s)")
         state = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()} if keep else None
@@ -116,8 +128,7 @@ def run_seed(cfg: LabConfig, seed: int, device: str, log=print) -> dict:
     log(f"seed {seed}: base accuracy {ctx.base_result['accuracy']:.3f}")
 
     fresh = ctx.pools["collect"][: cfg.n_collect]
-    paths = ctx.sample(ctx.base_state, [ctx.prompt(p) for p in fresh], seed=seed * 100 + 1)
-    wrongs, rights = A.read_paths(fresh, paths)
+    wrongs, rights, paths = ctx.collect(ctx.base_state, fresh, seed * 100 + 1)
     log(f"seed {seed}: generator: {len(wrongs)} wrong, {len(rights)} right of {len(paths)} sampled paths")
     sets, sizes = A.arm_sets(ctx.pools["train"], wrongs, ctx.pools["extra"], tok, cfg.token_tolerance, seed)
     results: dict[str, dict] = {}
@@ -138,6 +149,7 @@ def run_seed(cfg: LabConfig, seed: int, device: str, log=print) -> dict:
                   "extra_result": results["cot_extra_tokens"]}
         summary["rounds"] = run_rounds(ctx, round1)
     summary["timings"] = ctx.timings
+    summary["cpu_seconds"] = ctx.cpu
     summary["seconds"] = round(time.time() - t_start, 1)
     return summary
 
@@ -194,7 +206,7 @@ def machine(device: str) -> str:
 def add_arguments(p) -> None:
     """The lab's flags, shared by `lema lab` and `python -m lema.lab`."""
     p.add_argument("--quick", action="store_true", help="toy sizes, a minute or two (tests)")
-    p.add_argument("--config", dest="lab_config", default=None, help="YAML with a `lab:` section (e.g. configs/lab.yaml)")
+    p.add_argument("--config", dest="lab_config", default=None, help="YAML with a `lab:` section")
     p.add_argument("--seeds", type=int, default=None, help="run seeds 1..N")
     p.add_argument("--rounds", type=int, default=None, help="rounds of LeMa (>= 1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
