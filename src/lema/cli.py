@@ -131,7 +131,7 @@ def cmd_pipeline(args) -> int:
 def cmd_lab(args) -> int:
     from .lab.run import main_from_args
 
-    return main_from_args(args, "lema lab " + " ".join(sys.argv[2:]))
+    return main_from_args(args, "lema lab")
 
 
 def cmd_registry(args) -> int:

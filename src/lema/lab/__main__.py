@@ -9,4 +9,4 @@ from .run import add_arguments, main_from_args
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m lema.lab", description=__doc__)
     add_arguments(parser)
-    sys.exit(main_from_args(parser.parse_args(), "python -m lema.lab " + " ".join(sys.argv[1:])))
+    sys.exit(main_from_args(parser.parse_args(), "python -m lema.lab"))

@@ -97,6 +97,17 @@ def track(cfg, summaries: list[dict], agg: dict, log) -> None:
         mlflow.set_tracking_uri(prev)
 
 
+def _finite(x):
+    """NaN (an interval from one seed) -> null, so results.json is strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
 def _pct(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.1f}"
 
@@ -155,7 +166,7 @@ def write_report(cfg, summaries: list[dict], agg: dict, out: Path) -> Path:
     _plots(agg, out)
     public = {k: v for k, v in agg.items()}
     public["config"] = cfg.model_dump(mode="json")
-    (out / "results.json").write_text(json.dumps(public, indent=1, allow_nan=True), encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(_finite(public), indent=1), encoding="utf-8")
     seeds = agg["seeds"]
     L = ["# LeMa lab: the paper's claims, and LeMa in rounds, on a synthetic task", "",
          f"Made by `{agg['command']}` on {agg['machine']} in {agg['minutes']:.1f} min "

@@ -171,7 +171,7 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     workers = min(len(cfg.seeds), cfg.workers or (8 if device == "cuda" else 1))
-    if workers > 1 and device == "cpu" and not cfg.threads:
+    if workers > 1 and not cfg.threads:  # one share of the cores per process
         cfg = cfg.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // workers)})
     t0 = time.time()
     log(f"lab: seeds {cfg.seeds} on {device}, {workers} process(es)")
@@ -216,12 +216,27 @@ def add_arguments(p) -> None:
     p.add_argument("--run-dir", dest="run_dir", default=None)
 
 
-def main_from_args(args, command: str) -> int:
+def command_line(args, prog: str) -> str:
+    """The command as run, rebuilt from the parsed flags (recorded in results.json)."""
+    flags = {"quick": "--quick", "lab_config": "--config", "seeds": "--seeds", "rounds": "--rounds",
+             "device": "--device", "workers": "--workers", "threads": "--threads", "out": "--out",
+             "run_dir": "--run-dir"}
+    parts = [prog]
+    for key, flag in flags.items():
+        v = getattr(args, key, None)
+        if v is True:
+            parts.append(flag)
+        elif v not in (None, False):
+            parts += [flag, str(v)]
+    return " ".join(parts)
+
+
+def main_from_args(args, prog: str) -> int:
     from .config import load_lab_config
 
     cfg = load_lab_config(args.lab_config, quick=args.quick,
                           seeds=list(range(1, args.seeds + 1)) if args.seeds else None, rounds=args.rounds,
                           device=args.device, workers=args.workers, threads=args.threads, report_dir=args.out,
                           run_dir=args.run_dir)
-    run_lab(cfg, command, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    run_lab(cfg, command_line(args, prog), log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
     return 0
