@@ -41,8 +41,8 @@ class LabConfig(_Strict):
     seeds: list[int] = [1, 2, 3]
     data_seed: int = 0                 # the same questions for every seed and arm
     n_pretrain: int = 20000            # CoT problems the base model (the generator) learns from
-    n_train: int = 1000                # CoT questions every arm fine-tunes on
-    n_collect: int = 1000              # fresh questions per round; the generator's wrong paths on them get corrected
+    n_train: int = 600                 # CoT questions every arm fine-tunes on
+    n_collect: int = 600               # fresh questions per round; the generator's wrong paths on them get corrected
     n_extra: int = 5000                # CoT candidates for the matched extra-CoT arms
     n_test: int = 500
     min_steps: int = 2
