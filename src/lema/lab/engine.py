@@ -18,8 +18,8 @@ from .tokenizer import WordTokenizer
 class ModelSpec:
     hidden_size: int = 192
     num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 512
+    num_heads: int = 3
+    intermediate_size: int = 768
     max_length: int = 320
 
 
