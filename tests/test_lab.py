@@ -155,6 +155,10 @@ def test_quick_lab_with_two_rounds_end_to_end(tmp_path, capsys):
     assert res["command"].startswith("lema lab --quick") and res["minutes"] > 0
     for png in ("accuracy_per_arm.png", "rounds.png"):
         assert (out / png).stat().st_size > 1000
+    # the report can be rewritten from the run's seed files (a run copied back from a GPU machine)
+    assert main(["lab", "--report-only", "--run-dir", str(run), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["arms"] == res["arms"] and again["rounds"] == res["rounds"] and again["command"] == res["command"]
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")

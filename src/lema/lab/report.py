@@ -117,6 +117,8 @@ def _ci_text(ci: list[float]) -> str:
 
 
 def _plots(agg: dict, out: Path) -> None:
+    if importlib.util.find_spec("matplotlib") is None:
+        return  # results.json and report.md still get written; plots need matplotlib
     import matplotlib
 
     matplotlib.use("Agg")

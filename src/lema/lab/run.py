@@ -165,7 +165,7 @@ def _seed_job(cfg_json: str, seed: int, device: str, run_dir: str) -> str:
 
 def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
     """All seeds (in parallel processes on a GPU), then results.json, report.md and plots."""
-    from .report import aggregate, track, write_report
+    import scipy.stats  # noqa: F401  (fail before hours of training, not after)
 
     device = resolve_device(cfg.device)
     run_dir = Path(cfg.run_dir)
@@ -186,13 +186,34 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
             summaries = [json.loads(Path(f.result()).read_text(encoding="utf-8")) for f in futs]
     for s in summaries:
         (run_dir / f"seed{s['seed']}.json").write_text(json.dumps(s), encoding="utf-8")
-    minutes = (time.time() - t0) / 60
+    meta = {"command": command, "machine": machine(device), "minutes": round((time.time() - t0) / 60, 2),
+            "workers": workers, "seeds": [s["seed"] for s in summaries], "config": cfg.model_dump(mode="json")}
+    (run_dir / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return write_results(cfg, summaries, meta, log)
+
+
+def write_results(cfg: LabConfig, summaries: list[dict], meta: dict, log=print) -> Path:
+    """Statistics, MLflow runs (when importable), results.json, report.md and plots from seed summaries."""
+    from .report import aggregate, track, write_report
+
     agg = aggregate(cfg, summaries)
-    agg.update(command=command, machine=machine(device), minutes=round(minutes, 2), workers=workers)
+    agg.update({k: meta[k] for k in ("command", "machine", "minutes", "workers")})
     track(cfg, summaries, agg, log)
     report = write_report(cfg, summaries, agg, Path(cfg.report_dir))
-    log(f"lab: {minutes:.1f} min; report {report}")
+    log(f"lab: {meta['minutes']:.1f} min; report {report}")
     return report
+
+
+def report_from_run_dir(cfg: LabConfig, log=print) -> Path:
+    """Rewrite the report from a finished run's seed files (e.g. a run copied back from a GPU machine)."""
+    run_dir = Path(cfg.run_dir)
+    meta_path = run_dir / "meta.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path}: no finished lab run here (run the lab first)")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    summaries = [json.loads((run_dir / f"seed{s}.json").read_text(encoding="utf-8")) for s in meta["seeds"]]
+    run_cfg = LabConfig(**{**meta["config"], "report_dir": cfg.report_dir, "tracking_uri": cfg.tracking_uri})
+    return write_results(run_cfg, summaries, meta, log)
 
 
 def machine(device: str) -> str:
@@ -214,6 +235,7 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--out", default=None, help="where report.md, results.json and plots go")
     p.add_argument("--run-dir", dest="run_dir", default=None)
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from --run-dir's seed files")
 
 
 def command_line(args, prog: str) -> str:
@@ -238,5 +260,9 @@ def main_from_args(args, prog: str) -> int:
                           seeds=list(range(1, args.seeds + 1)) if args.seeds else None, rounds=args.rounds,
                           device=args.device, workers=args.workers, threads=args.threads, report_dir=args.out,
                           run_dir=args.run_dir)
-    run_lab(cfg, command_line(args, prog), log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
+    if getattr(args, "report_only", False):
+        report_from_run_dir(cfg, log)
+    else:
+        run_lab(cfg, command_line(args, prog), log=log)
     return 0
