@@ -129,18 +129,9 @@ def cmd_pipeline(args) -> int:
 
 
 def cmd_lab(args) -> int:
-    from rich.console import Console
+    from .lab.run import main_from_args
 
-    from .lab_runner import run_lab
-
-    if args.quick and args.config is None:
-        args.config = str(Path(__file__).resolve().parents[2] / "configs" / "lab-quick.yaml")
-    cfg = _config(args)
-    console = Console()
-    command = "lema lab" + (" --quick" if args.quick else "") + (f" --config {args.config}" if args.config and not args.quick else "")
-    report = run_lab(cfg, command=command, log=lambda m: console.rule(f"[bold cyan]{m}"))
-    console.print(Path(report).read_text())
-    return 0
+    return main_from_args(args, "lema lab")
 
 
 def cmd_registry(args) -> int:
@@ -207,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--force", action="store_true", help="rerun every stage")
     r.set_defaults(fn=cmd_run)
 
-    lab = with_config(sub.add_parser("lab", help="measure LeMa's claims on a synthetic task (tiny model, CPU)"))
-    lab.add_argument("--quick", action="store_true", help="a few minutes (configs/lab-quick.yaml), for tests")
+    from .lab.run import add_arguments as lab_arguments
+
+    lab = sub.add_parser("lab", help="LeMa's claims and LeMa in rounds on a synthetic task (tiny model; CPU or GPU)")
+    lab_arguments(lab)
     lab.set_defaults(fn=cmd_lab)
 
     g = with_config(sub.add_parser("registry", help="model registry: promotion history"))

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .lab.config import LabConfig  # the lab's own settings, usable without the rest of lema
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -211,32 +213,6 @@ class VLLMConfig(_Strict):
     dtype: str = "float32"
     max_model_len: int | None = None
     enforce_eager: bool = True
-
-
-class LabConfig(_Strict):
-    """`lema lab`: LeMa's claims measured on a synthetic task a tiny model can learn."""
-
-    run_dir: str = "runs/lab"
-    report_dir: str = "docs/lab"
-    seeds: list[int] = [1, 2, 3]
-    data_seed: int = 0            # the same problems for every seed and arm
-    n_pool: int = 8000            # pretraining problems (disjoint from train and test)
-    n_train: int = 800            # fine-tuning questions; their wrong paths get corrected
-    n_test: int = 300
-    min_steps: int = 2
-    max_steps: int = 4
-    max_number: int = 9
-    max_value: int = 99           # no intermediate quantity above this
-    distractors: float = 0.3
-    base_model: BaseModelConfig = BaseModelConfig(vocab_size=512, max_length=128, pretrain_steps=700,
-                                                  batch_size=32, learning_rate=3e-3)
-    samples: int = 4              # sampled paths per training question (wrong ones get corrected)
-    corrections_per_question: int = 1
-    temperature: float = 1.0
-    max_tokens: int = 160
-    train: TrainConfig = TrainConfig(epochs=2, learning_rate=1e-3, batch_size=32, max_length=320, logging_steps=10)
-    arms: list[Literal["cot", "lema", "cot_extra", "lema_no_expl"]] = ["cot", "lema", "cot_extra", "lema_no_expl"]
-    experiment: str = "lema-lab"
 
 
 class Config(_Strict):

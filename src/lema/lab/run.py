@@ -1,0 +1,268 @@
+"""Running the lab: one process per seed (in parallel on a GPU), then statistics and the report.
+
+Per seed: fresh weights -> base model pretrained on CoT (the generator) -> its sampled paths on
+collect questions -> wrong ones corrected from the program -> six arms fine-tuned from the base
+with the same settings -> greedy accuracy on the same test questions -> LeMa in rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from . import arms as A
+from . import task
+from .config import LabConfig
+from .engine import Example, ModelSpec, TrainSpec, complete, new_model, train
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is visible to torch")
+    return device
+
+
+def build_pools(cfg: LabConfig) -> dict[str, list[task.LabProblem]]:
+    sizes = {"test": cfg.n_test, "pretrain": cfg.n_pretrain, "train": cfg.n_train,
+             "collect": cfg.n_collect * max(1, cfg.rounds), "extra": cfg.n_extra}
+    return task.make_pools(cfg.data_seed, sizes, **cfg.knobs())
+
+
+class SeedContext:
+    """What one seed's steps share: settings, tokenizer, pools, the base weights, timings."""
+
+    def __init__(self, cfg: LabConfig, seed: int, device: str, log):
+        from .tokenizer import build_tokenizer
+
+        self.cfg, self.seed, self.device, self.log = cfg, seed, device, log
+        self.tok = build_tokenizer()
+        self.pools = build_pools(cfg)
+        self.cot = A.cot_examples(self.pools["train"])
+        self.spec = ModelSpec(**cfg.model.model_dump())
+        self.ft = TrainSpec(**cfg.finetune.model_dump())
+        self.timings: dict[str, float] = {}     # wall seconds per part
+        self.cpu: dict[str, float] = {}         # process CPU seconds per part (a shared machine's fair measure)
+        self.base_state = None
+        self.base_result: dict = {}
+
+    def prompt(self, p: task.LabProblem) -> str:
+        return task.cot_prompt(p.question)
+
+    def timed(self, name: str, fn, *args, **kw):
+        t0, c0 = time.time(), time.process_time()
+        out = fn(*args, **kw)
+        self.timings[name] = round(time.time() - t0, 2)
+        self.cpu[name] = round(time.process_time() - c0, 2)
+        return out
+
+    def from_base(self):
+        m = new_model(self.spec, self.tok, self.seed)
+        m.load_state_dict(self.base_state)
+        return m
+
+    def sample(self, state, prompts: list[str], seed: int) -> list[str]:
+        m = new_model(self.spec, self.tok, self.seed)
+        m.load_state_dict(state)
+        return self.timed(f"sample_{seed % 100}_{len(prompts)}", complete, m, prompts, self.tok, self.device,
+                          self.cfg.max_new_tokens,
+                          temperature=self.cfg.temperature, seed=seed)
+
+    def collect(self, state, fresh: list[task.LabProblem], seed: int):
+        """`samples` paths per fresh question from the generator `state`: wrong ones (one per question) and
+        distinct right ones."""
+        probs = [p for p in fresh for _ in range(self.cfg.samples)]
+        paths = self.sample(state, [self.prompt(p) for p in probs], seed)
+        wrongs, rights = A.read_paths(probs, paths, 1, self.cfg.samples)
+        return wrongs, rights, paths
+
+    def evaluate(self, model) -> dict:
+        from ..answers import is_correct
+
+        test = self.pools["test"]
+        outs = complete(model, [self.prompt(p) for p in test], self.tok, self.device, self.cfg.max_new_tokens)
+        ok = [is_correct(o, str(p.answer), "lab") for o, p in zip(outs, test)]
+        kinds = Counter(m.kind for o, p in zip(outs, test) if (m := task.first_mistake(o, p)) is not None)
+        return {"accuracy": sum(ok) / len(ok), "outcomes": [int(x) for x in ok], "error_types": dict(kinds)}
+
+    def train_eval(self, name: str, examples: list[Example], keep: bool = True):
+        """Fine-tune a copy of the base on `examples` with the shared settings, evaluate it on the test set."""
+        t0, c0 = time.time(), time.process_time()
+        m = self.from_base()
+        rep = train(m, examples, self.tok, self.ft, self.seed, self.device, self.spec.max_length)
+        res = self.evaluate(m)
+        res["train"] = rep
+        self.timings[name] = round(time.time() - t0, 2)
+        self.cpu[name] = round(time.process_time() - c0, 2)
+        self.log(f"seed {self.seed}: {name}: {len(examples)} examples, accuracy {res['accuracy']:.3f} "
+                 f"({self.timings[name]:.0f}s)")
+        state = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()} if keep else None
+        return res, state
+
+
+def run_seed(cfg: LabConfig, seed: int, device: str, log=print) -> dict:
+    """The whole protocol for one seed; returns a JSON-able summary (outcomes per test question included)."""
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t_start = time.time()
+    ctx = SeedContext(cfg, seed, device, log)
+    tok = ctx.tok
+    base = new_model(ctx.spec, tok, seed)
+    pre = A.cot_examples(ctx.pools["pretrain"])
+    log(f"seed {seed}: pretraining the base model on {len(pre)} CoT problems ({device})")
+    rep = ctx.timed("pretrain", train, base, pre, tok, TrainSpec(**cfg.pretrain.model_dump()), seed, device,
+                    ctx.spec.max_length)
+    ctx.base_state = {k: v.detach().cpu().clone() for k, v in base.state_dict().items()}
+    ctx.base_result = ctx.timed("eval_base", ctx.evaluate, base)
+    ctx.base_result["train"] = rep
+    log(f"seed {seed}: base accuracy {ctx.base_result['accuracy']:.3f}")
+
+    fresh = ctx.pools["collect"][: cfg.n_collect]
+    wrongs, rights, paths = ctx.collect(ctx.base_state, fresh, seed * 100 + 1)
+    log(f"seed {seed}: generator: {len(wrongs)} wrong, {len(rights)} right of {len(paths)} sampled paths")
+    sets, sizes = A.arm_sets(ctx.pools["train"], wrongs, ctx.pools["extra"], tok, cfg.token_tolerance, seed)
+    results: dict[str, dict] = {}
+    states: dict[str, dict] = {}
+    for arm in cfg.arms:
+        results[arm], st = ctx.train_eval(arm, sets[arm], keep=arm == "lema")
+        if st is not None:
+            states[arm] = st
+    summary = {"seed": seed, "device": device, "base": ctx.base_result, "arms": results, "sizes": sizes,
+               "funnel": {"sampled": len(paths), "wrong": len(wrongs), "right": len(rights),
+                          "error_types": dict(Counter(w.mistake.kind for w in wrongs))}}
+    if cfg.rounds >= 1 and "lema" in results and "cot_extra_tokens" in results:
+        from .rounds import run_rounds
+
+        n_cot = len(ctx.cot)
+        round1 = {"corrections": sets["lema"][n_cot:], "extra_tokens": sets["cot_extra_tokens"][n_cot:],
+                  "rights": rights, "lema_state": states["lema"], "lema_result": results["lema"],
+                  "extra_result": results["cot_extra_tokens"]}
+        summary["rounds"] = run_rounds(ctx, round1)
+    summary["timings"] = ctx.timings
+    summary["cpu_seconds"] = ctx.cpu
+    summary["seconds"] = round(time.time() - t_start, 1)
+    return summary
+
+
+def _seed_job(cfg_json: str, seed: int, device: str, run_dir: str) -> str:
+    """Worker process entry: one seed, written to run_dir/seed{seed}.json."""
+    cfg = LabConfig.model_validate_json(cfg_json)
+    s = run_seed(cfg, seed, device, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    path = Path(run_dir) / f"seed{seed}.json"
+    path.write_text(json.dumps(s), encoding="utf-8")
+    return str(path)
+
+
+def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
+    """All seeds (in parallel processes on a GPU), then results.json, report.md and plots."""
+    import scipy.stats  # noqa: F401  (fail before hours of training, not after)
+
+    device = resolve_device(cfg.device)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    workers = min(len(cfg.seeds), cfg.workers or (8 if device == "cuda" else 1))
+    if workers > 1 and not cfg.threads:  # one share of the cores per process
+        cfg = cfg.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // workers)})
+    t0 = time.time()
+    log(f"lab: seeds {cfg.seeds} on {device}, {workers} process(es)")
+    if workers == 1:
+        summaries = [run_seed(cfg, s, device, log) for s in cfg.seeds]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            futs = [ex.submit(_seed_job, cfg.model_dump_json(), s, device, str(run_dir)) for s in cfg.seeds]
+            summaries = [json.loads(Path(f.result()).read_text(encoding="utf-8")) for f in futs]
+    for s in summaries:
+        (run_dir / f"seed{s['seed']}.json").write_text(json.dumps(s), encoding="utf-8")
+    meta = {"command": command, "machine": machine(device), "minutes": round((time.time() - t0) / 60, 2),
+            "workers": workers, "seeds": [s["seed"] for s in summaries], "config": cfg.model_dump(mode="json")}
+    (run_dir / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return write_results(cfg, summaries, meta, log)
+
+
+def write_results(cfg: LabConfig, summaries: list[dict], meta: dict, log=print) -> Path:
+    """Statistics, MLflow runs (when importable), results.json, report.md and plots from seed summaries."""
+    from .report import aggregate, track, write_report
+
+    agg = aggregate(cfg, summaries)
+    agg.update({k: meta[k] for k in ("command", "machine", "minutes", "workers")})
+    track(cfg, summaries, agg, log)
+    report = write_report(cfg, summaries, agg, Path(cfg.report_dir))
+    log(f"lab: {meta['minutes']:.1f} min; report {report}")
+    return report
+
+
+def report_from_run_dir(cfg: LabConfig, log=print) -> Path:
+    """Rewrite the report from a finished run's seed files (e.g. a run copied back from a GPU machine)."""
+    run_dir = Path(cfg.run_dir)
+    meta_path = run_dir / "meta.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path}: no finished lab run here (run the lab first)")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    summaries = [json.loads((run_dir / f"seed{s}.json").read_text(encoding="utf-8")) for s in meta["seeds"]]
+    run_cfg = LabConfig(**{**meta["config"], "report_dir": cfg.report_dir, "tracking_uri": cfg.tracking_uri})
+    return write_results(run_cfg, summaries, meta, log)
+
+
+def machine(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return f"{torch.cuda.get_device_name(0)} (cuda), {os.cpu_count()} CPU cores"
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+def add_arguments(p) -> None:
+    """The lab's flags, shared by `lema lab` and `python -m lema.lab`."""
+    p.add_argument("--quick", action="store_true", help="toy sizes, a minute or two (tests)")
+    p.add_argument("--config", dest="lab_config", default=None, help="YAML with a `lab:` section")
+    p.add_argument("--seeds", type=int, default=None, help="run seeds 1..N")
+    p.add_argument("--rounds", type=int, default=None, help="rounds of LeMa (>= 1)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    p.add_argument("--workers", type=int, default=None, help="parallel seed processes (default: per seed on cuda)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--out", default=None, help="where report.md, results.json and plots go")
+    p.add_argument("--run-dir", dest="run_dir", default=None)
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from --run-dir's seed files")
+
+
+def command_line(args, prog: str) -> str:
+    """The command as run, rebuilt from the parsed flags (recorded in results.json)."""
+    flags = {"quick": "--quick", "lab_config": "--config", "seeds": "--seeds", "rounds": "--rounds",
+             "device": "--device", "workers": "--workers", "threads": "--threads", "out": "--out",
+             "run_dir": "--run-dir"}
+    parts = [prog]
+    for key, flag in flags.items():
+        v = getattr(args, key, None)
+        if v is True:
+            parts.append(flag)
+        elif v not in (None, False):
+            parts += [flag, str(v)]
+    return " ".join(parts)
+
+
+def main_from_args(args, prog: str) -> int:
+    from .config import load_lab_config
+
+    cfg = load_lab_config(args.lab_config, quick=args.quick,
+                          seeds=list(range(1, args.seeds + 1)) if args.seeds else None, rounds=args.rounds,
+                          device=args.device, workers=args.workers, threads=args.threads, report_dir=args.out,
+                          run_dir=args.run_dir)
+    log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
+    if getattr(args, "report_only", False):
+        report_from_run_dir(cfg, log)
+    else:
+        run_lab(cfg, command_line(args, prog), log=log)
+    return 0
