@@ -71,7 +71,9 @@ def aggregate(cfg, summaries: list[dict]) -> dict:
 
 def track(cfg, summaries: list[dict], agg: dict, log) -> None:
     """One MLflow run per seed and arm, when MLflow is installed (the GPU box may not have it)."""
-    if importlib.util.find_spec("mlflow") is None:
+    spec = importlib.util.find_spec("mlflow")
+    # A folder named mlflow/ on the path (this repo has one) imports as a namespace package: not MLflow.
+    if spec is None or spec.origin in (None, "namespace"):
         log("lab: mlflow not installed; tracking skipped (results.json has everything)")
         return
     import mlflow
@@ -192,7 +194,17 @@ def write_report(cfg, summaries: list[dict], agg: dict, out: Path) -> Path:
         L.append(f"| {TITLES.get(a, a)} | {_pct(r['mean'])} | {_ci_text(r['ci95'])} | "
                  + " | ".join(_pct(x) for x in r["per_seed"])
                  + f" | {'' if ratio is None else f'{ratio:.3f}'} |")
-    L += ["", f"Base accuracy on every seed: {', '.join(_pct(x) for x in agg['base_accuracy'])}%.", "",
+    L += ["", f"Base accuracy on every seed: {', '.join(_pct(x) for x in agg['base_accuracy'])}%.", ""]
+    base_mean = sum(agg["base_accuracy"]) / max(len(agg["base_accuracy"]), 1)
+    tuned = {a: r for a, r in agg["arms"].items() if a != "base"}
+    below = [a for a, r in tuned.items() if r["mean"] < base_mean]
+    if below:
+        L += [f"**Read with care:** {len(below)} of {len(tuned)} fine-tuned arms end below the base model's "
+              f"mean ({_pct(base_mean)}%): the base was pretrained on this task's CoT, so fine-tuning on "
+              f"{cfg.n_train} questions at lr {cfg.finetune.learning_rate:g} perturbs a model that already solves "
+              "it. The arms are compared with each other (same start, data budget and schedule), which is what the "
+              "claims are about; none of them is an improvement over the base here.", ""]
+    L += [
           "## Paired differences, seeds as the unit (percentage points)", "",
           "| comparison | mean | 95% t-interval | hierarchical bootstrap 95% | paired t p | per seed | MDE (80% power)"
           " |",
@@ -241,8 +253,12 @@ def write_report(cfg, summaries: list[dict], agg: dict, out: Path) -> Path:
     for f in agg["funnel"]:
         L.append(f"| {f['seed']} | {f['sampled']} | {f['wrong']} | {f['right']} | "
                  + ", ".join(f"{k}: {v}" for k, v in sorted(f["error_types"].items())) + " |")
-    L += ["", "## Time per part (per seed): wall seconds, then process CPU seconds", "", "```",
-          json.dumps(agg["timings_s"]), json.dumps(agg["cpu_seconds"]), "```", "",
+    L += ["", "## Time per seed (seconds; every part is in results.json)", "",
+          "| seed | pretraining wall | total wall | total process CPU |", "|---:|---:|---:|---:|"]
+    for seed, t in agg["timings_s"].items():
+        cpu = agg["cpu_seconds"].get(seed, {}).get("total", float("nan"))
+        L.append(f"| {seed} | {t.get('pretrain', float('nan')):.0f} | {t['total']:.0f} | {cpu:.0f} |")
+    L += ["",
           "![accuracy per arm](accuracy_per_arm.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(L), encoding="utf-8")
