@@ -25,7 +25,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Same platform flags as the locks were compiled for.
 LOCK_FLAGS := --python-platform x86_64-manylinux_2_28 --no-header --no-annotate
 
-.PHONY: run test venv tools bench lint locks clean compile
+.PHONY: run test venv tools bench lint locks clean compile uv-index-args
 
 $(TOOLS_STAMP): images/locks/tools.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -53,7 +53,7 @@ run: $(STAMP)
 	$(BIN)/lema run --config $(CONFIG) $(ARGS)
 
 test: $(STAMP) $(TOOLS_STAMP)
-	LEMA_TOOLS_VENV=$(abspath $(TOOLS)) $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+	LEMA_TOOLS_VENV=$(abspath $(TOOLS)) LEMA_UV_INDEX_ARGS="$(UV_INDEX_ARGS)" $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 # Regenerate both locks from pyproject.toml (existing pins are kept where they still resolve).
 locks: $(TOOLS_STAMP)
@@ -64,6 +64,9 @@ locks: $(TOOLS_STAMP)
 	  --python-version 3.12 $(LOCK_FLAGS) $(UV_INDEX_ARGS) -o requirements-cuda.lock
 	@sed -i '1i # CPU environment and images/Dockerfile.cpu: `make locks` (uv pip compile of pyproject.toml [ops,test] + images/locks/cpu.in).\n# torchvision/torchaudio/torchcodec are dropped on purpose (images/locks/cpu-overrides.txt).' requirements.lock
 	@sed -i '1i # images/Dockerfile.cuda (linux x86_64, CUDA, Python 3.12): `make locks` (uv pip compile of pyproject.toml [vllm,qlora,ops]).' requirements-cuda.lock
+
+uv-index-args:
+	@echo $(UV_INDEX_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/generation.py
