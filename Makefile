@@ -40,7 +40,8 @@ $(STAMP): requirements.lock pyproject.toml $(TOOLS_STAMP)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (CPU torch 2.13.0 wheels are cp311)"; exit 1; }
 	$(UV) venv -q --allow-existing --seed --python $(PYTHON) $(VENV)
 	@# The lock is the whole closure (tests/test_infra.py proves it), so no resolution happens here.
-	$(UV) pip install -q --python $(BIN)/python $(UV_INDEX_ARGS) --no-deps -r requirements.lock
+	@# --compile-bytecode: as pip does; without it every import recompiles when PYTHONDONTWRITEBYTECODE is set.
+	$(UV) pip install -q --python $(BIN)/python $(UV_INDEX_ARGS) --no-deps --compile-bytecode -r requirements.lock
 	@# PyPI torchvision/torchaudio/torchcodec break `import vllm` next to the CPU torch wheel.
 	-$(UV) pip uninstall -q --python $(BIN)/python torchvision torchaudio torchcodec 2>/dev/null
 	$(UV) pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
