@@ -36,7 +36,7 @@ $(TOOLS_STAMP): images/locks/tools.lock
 
 tools: $(TOOLS_STAMP)
 
-$(STAMP): requirements.lock pyproject.toml $(TOOLS_STAMP)
+$(STAMP): requirements.lock pyproject.toml | $(TOOLS_STAMP)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (CPU torch 2.13.0 wheels are cp311)"; exit 1; }
 	$(UV) venv -q --allow-existing --seed --python $(PYTHON) $(VENV)
 	@# The lock is the whole closure (tests/test_infra.py proves it), so no resolution happens here.
