@@ -61,10 +61,12 @@ locks: $(TOOLS_STAMP)
 	$(UV) pip compile -q pyproject.toml images/locks/cpu.in --extra ops --extra test \
 	  --overrides images/locks/cpu-overrides.txt --python-version 3.11 $(LOCK_FLAGS) $(UV_INDEX_ARGS) \
 	  -o requirements.lock
-	$(UV) pip compile -q pyproject.toml --extra vllm --extra qlora --extra ops \
-	  --python-version 3.12 $(LOCK_FLAGS) $(UV_INDEX_ARGS) -o requirements-cuda.lock
+	$(UV) pip compile -q pyproject.toml images/locks/cuda.in --extra vllm --extra qlora --extra ops \
+	  --python-version 3.12 $(LOCK_FLAGS) $(UV_INDEX_ARGS) -o requirements-cuda.lock.new
+	@# Compiled fresh: with the old CUDA lock as preferences uv 0.13.8 can fail to find a torchvision wheel.
+	mv requirements-cuda.lock.new requirements-cuda.lock
 	@sed -i '1i # CPU environment and images/Dockerfile.cpu: `make locks` (uv pip compile of pyproject.toml [ops,test] + images/locks/cpu.in).\n# torchvision/torchaudio/torchcodec are dropped on purpose (images/locks/cpu-overrides.txt).' requirements.lock
-	@sed -i '1i # images/Dockerfile.cuda (linux x86_64, CUDA, Python 3.12): `make locks` (uv pip compile of pyproject.toml [vllm,qlora,ops]).' requirements-cuda.lock
+	@sed -i '1i # images/Dockerfile.cuda (linux x86_64, CUDA, Python 3.12): `make locks` (uv pip compile of pyproject.toml [vllm,qlora,ops] + images/locks/cuda.in).' requirements-cuda.lock
 
 uv-index-args:
 	@echo $(UV_INDEX_ARGS)
