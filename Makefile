@@ -1,25 +1,51 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   - the whole LeMa loop on the embedded default model (creates .venv first)
-#   make test  - every test (creates .venv first)
+#   make test  - every test (creates .venv and .venv-tools first)
+# Environments are built with uv from the package index (see BENCHMARKS.md, "Environment set-up").
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lema-installed
+# Tool venv: uv itself plus the linters (checkov, kubernetes-validate, yamllint), whose pins clash with the lock.
+TOOLS  ?= .venv-tools
+UV     := $(TOOLS)/bin/uv
+TOOLS_STAMP := $(TOOLS)/.tools-installed
 CONFIG ?= params.yaml
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test venv bench lint clean compile
+# uv must see the same indexes as pip on this machine (pip config: index-url, extra-index-url, find-links).
+PIP_CFG = $(shell $(PYTHON) -m pip config get global.$(1) 2>/dev/null)
+INDEX_URL    := $(or $(PIP_INDEX_URL),$(call PIP_CFG,index-url))
+EXTRA_INDEXES := $(or $(PIP_EXTRA_INDEX_URL),$(call PIP_CFG,extra-index-url))
+FIND_LINKS   := $(or $(PIP_FIND_LINKS),$(call PIP_CFG,find-links))
+UV_INDEX_ARGS := --index-strategy unsafe-best-match $(if $(INDEX_URL),--index-url $(INDEX_URL)) \
+	$(foreach u,$(EXTRA_INDEXES),--extra-index-url $(u)) $(foreach l,$(FIND_LINKS),--find-links $(l))
+export UV_PYTHON_DOWNLOADS := never
+# Same platform flags as the locks were compiled for.
+LOCK_FLAGS := --python-platform x86_64-manylinux_2_28 --no-header --no-annotate
 
-$(STAMP): requirements.lock pyproject.toml
+.PHONY: run test venv tools bench lint locks clean compile uv-index-args
+
+$(TOOLS_STAMP): images/locks/tools.lock
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q "$$(grep '^uv==' images/locks/tools.lock)"
+	$(UV) pip install -q --python $(TOOLS)/bin/python $(UV_INDEX_ARGS) -r images/locks/tools.lock
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
+$(STAMP): requirements.lock pyproject.toml | $(TOOLS_STAMP)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (CPU torch 2.13.0 wheels are cp311)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q --no-deps -r requirements.lock
+	$(UV) venv -q --allow-existing --seed --python $(PYTHON) $(VENV)
+	@# The lock is the whole closure (tests/test_infra.py proves it), so no resolution happens here.
+	@# --compile-bytecode: as pip does; without it every import recompiles when PYTHONDONTWRITEBYTECODE is set.
+	$(UV) pip install -q --python $(BIN)/python $(UV_INDEX_ARGS) --no-deps --compile-bytecode -r requirements.lock
 	@# PyPI torchvision/torchaudio/torchcodec break `import vllm` next to the CPU torch wheel.
-	-$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
-	$(BIN)/python -c "import torch, vllm, trl, mlflow, kfp, great_expectations, lema; print('environment ok: torch', torch.__version__)"
+	-$(UV) pip uninstall -q --python $(BIN)/python torchvision torchaudio torchcodec 2>/dev/null
+	$(UV) pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
+	$(BIN)/python -c "import torch, vllm, trl, mlflow, kfp, great_expectations, boto3, lema; print('environment ok: torch', torch.__version__)"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,8 +53,23 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lema run --config $(CONFIG) $(ARGS)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+test: $(STAMP) $(TOOLS_STAMP)
+	LEMA_TOOLS_VENV=$(abspath $(TOOLS)) LEMA_UV_INDEX_ARGS="$(UV_INDEX_ARGS)" $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+
+# Regenerate both locks from pyproject.toml (existing pins are kept where they still resolve).
+locks: $(TOOLS_STAMP)
+	$(UV) pip compile -q pyproject.toml images/locks/cpu.in --extra ops --extra test \
+	  --overrides images/locks/cpu-overrides.txt --python-version 3.11 $(LOCK_FLAGS) $(UV_INDEX_ARGS) \
+	  -o requirements.lock
+	$(UV) pip compile -q pyproject.toml images/locks/cuda.in --extra vllm --extra qlora --extra ops \
+	  --python-version 3.12 $(LOCK_FLAGS) $(UV_INDEX_ARGS) -o requirements-cuda.lock.new
+	@# Compiled fresh: with the old CUDA lock as preferences uv 0.13.8 can fail to find a torchvision wheel.
+	mv requirements-cuda.lock.new requirements-cuda.lock
+	@sed -i '1i # CPU environment and images/Dockerfile.cpu: `make locks` (uv pip compile of pyproject.toml [ops,test] + images/locks/cpu.in).\n# torchvision/torchaudio/torchcodec are dropped on purpose (images/locks/cpu-overrides.txt).' requirements.lock
+	@sed -i '1i # images/Dockerfile.cuda (linux x86_64, CUDA, Python 3.12): `make locks` (uv pip compile of pyproject.toml [vllm,qlora,ops] + images/locks/cuda.in).' requirements-cuda.lock
+
+uv-index-args:
+	@echo $(UV_INDEX_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/generation.py
