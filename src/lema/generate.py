@@ -48,15 +48,17 @@ class GenerationStats:
 class Backend(Protocol):
     name: str
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
-        """n completions per prompt, in prompt order."""
+    def generate(self, prompts: list[str], sampling: Sampling,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        """n completions per prompt, in prompt order; `seeds` (one per prompt) make each prompt's samples
+        independent of the batch it is in."""
         ...
 
     def close(self) -> None: ...
 
 
 class VLLMBackend:
-    """vLLM offline engine.  The seed goes to the engine (per-request seeds fail on CPU)."""
+    """vLLM offline engine: the engine seed, or one sampling seed per prompt when given."""
 
     name = "vllm"
 
@@ -70,13 +72,17 @@ class VLLMBackend:
         self.llm = LLM(model=model, seed=seed, gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
                        max_model_len=max_model_len, enforce_eager=enforce_eager, **extra)
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[str], sampling: Sampling,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=sampling.n, temperature=sampling.temperature,
-                                top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
-                                max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None)
-        outs = self.llm.generate(prompts, params, use_tqdm=True)
+        def params(seed: int | None):
+            return SamplingParams(n=sampling.n, temperature=sampling.temperature,
+                                  top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
+                                  max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None, seed=seed)
+
+        per_prompt = [params(s) for s in seeds] if seeds is not None else params(None)
+        outs = self.llm.generate(prompts, per_prompt, use_tqdm=True)
         return [[Completion(c.text, len(c.token_ids)) for c in o.outputs] for o in outs]
 
     def close(self) -> None:
@@ -103,11 +109,17 @@ class TransformersBackend:
         self.batch_size = batch_size
         self.seed = seed
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[str], sampling: Sampling,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        if seeds is not None:  # one prompt at a time, each under its own seed
+            return [self._generate([p], sampling, s)[0] for p, s in zip(prompts, seeds, strict=True)]
+        return self._generate(prompts, sampling, self.seed)
+
+    def _generate(self, prompts: list[str], sampling: Sampling, seed: int) -> list[list[Completion]]:
         import torch
         from tqdm.auto import tqdm
 
-        torch.manual_seed(self.seed)
+        torch.manual_seed(seed)
         results: list[list[Completion]] = []
         for start in tqdm(range(0, len(prompts), self.batch_size), desc="transformers.generate"):
             batch = prompts[start : start + self.batch_size]
@@ -163,10 +175,11 @@ class OpenAIBackend:
         self.timeout = timeout
         self.max_retries = max_retries
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
-        return asyncio.run(self._generate(prompts, sampling))
+    def generate(self, prompts: list[str], sampling: Sampling,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        return asyncio.run(self._generate(prompts, sampling, seeds or [sampling.seed] * len(prompts)))
 
-    async def _generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    async def _generate(self, prompts: list[str], sampling: Sampling, seeds: list[int]) -> list[list[Completion]]:
         from openai import AsyncOpenAI
         from tqdm.asyncio import tqdm_asyncio
 
@@ -174,18 +187,19 @@ class OpenAIBackend:
                              timeout=self.timeout, max_retries=self.max_retries)
         sem = asyncio.Semaphore(self.concurrency)
 
-        async def one(prompt: str) -> list[Completion]:
+        async def one(prompt: str, seed: int) -> list[Completion]:
             async with sem:
                 resp = await client.completions.create(
                     model=self.model, prompt=prompt, n=sampling.n, temperature=sampling.temperature,
                     top_p=sampling.top_p, max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None,
-                    seed=sampling.seed)
+                    seed=seed)
             per_choice = (resp.usage.completion_tokens // max(1, len(resp.choices))) if resp.usage else 0
             ordered = sorted(resp.choices, key=lambda c: c.index)
             return [Completion(c.text, per_choice) for c in ordered]
 
         try:
-            return list(await tqdm_asyncio.gather(*(one(p) for p in prompts), desc=f"openai:{self.model}"))
+            jobs = (one(p, s) for p, s in zip(prompts, seeds, strict=True))
+            return list(await tqdm_asyncio.gather(*jobs, desc=f"openai:{self.model}"))
         finally:
             await client.close()
 
