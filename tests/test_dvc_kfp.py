@@ -159,13 +159,16 @@ def test_kfp_correct_task_killed_and_retried_never_pays_twice(tmp_path):
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
         first.wait()
+        time.sleep(0.5)  # let the server finish what was in flight at the kill
         assert not (tmp_path / "out0").exists()
+        lost = sum(server.stats.delivered.values()) - len(list(cache.rglob("*.json")))
+        assert 0 <= lost <= 2  # at most the requests in flight (concurrency 2) when the task died
         for shard in (0, 1):  # the retry of shard 0, then shard 1
             p = task(shard)
             _, err = p.communicate(timeout=300)
             assert p.returncode == 0, err.decode()[-2000:]
-        assert sum(server.stats.delivered.values()) == len(rows)
-        assert max(server.stats.delivered.values()) == 1
+        # every answer already received is served from the persistent cache: only in-flight ones are bought again
+        assert sum(server.stats.delivered.values()) == len(rows) + lost
         shards = [json.loads((tmp_path / f"out{s}" / "report.json").read_text())["details"]["usage"] for s in (0, 1)]
         merged = merge_correct([str(tmp_path / f"out{s}") for s in (0, 1)], tmp_path / "merged").details["usage"]
         for key in ("prompt_tokens", "completion_tokens", "succeeded", "requests"):

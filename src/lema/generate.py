@@ -69,6 +69,11 @@ class VLLMBackend:
 
         self.model = model
         extra = {"kv_cache_memory_bytes": int(kv_cache_gib * 2**30)} if kv_cache_gib else {}
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # Per-prompt seeds: the CPU sampler cannot rewind a generator after a partial (chunked) prefill.
+            extra |= {"enable_chunked_prefill": False, "max_num_batched_tokens": max(8192, max_model_len or 0)}
         self.llm = LLM(model=model, seed=seed, gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
                        max_model_len=max_model_len, enforce_eager=enforce_eager, **extra)
 

@@ -10,6 +10,7 @@ Which DVC project runs it:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -82,12 +83,12 @@ def run_all(cfg: Config, on_stage: OnStage | None = None, force: bool = False,
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", cfg.model_dump(mode="json", by_alias=True))
     results = []
-    with Repo(str(project)) as repo:
+    with contextlib.chdir(project), Repo(str(project)) as repo:  # DVC resolves stage paths from the cwd
         for node in instances(cfg):
             if on_stage:
                 on_stage(node.name, None, False)
             t0 = time.time()
-            ran = repo.reproduce(f"{project / 'dvc.yaml'}:{node.name}", single_item=True, force=force)
+            ran = repo.reproduce(f"dvc.yaml:{node.name}", single_item=True, force=force)
             report = _report(run_dir, node) if ran else None
             if report is not None and not report.seconds:
                 report.seconds = time.time() - t0
@@ -101,7 +102,7 @@ def stale(project: str | Path) -> set[str]:
     """Names of the DVC stages that `dvc status` reports as changed."""
     from dvc.repo import Repo
 
-    with Repo(str(project)) as repo:
+    with contextlib.chdir(project), Repo(str(project)) as repo:
         return {k.split(":")[-1] for k in repo.status()}
 
 
