@@ -91,8 +91,8 @@ def test_report_written_with_the_registry_result(run):
 
 
 def test_lema_run_uses_the_same_dvc_project_and_reruns_only_what_changed(run, monkeypatch):
-    """`lema run` on the clone's params.yaml: DVC finds nothing stale; a changed key reruns exactly the
-    declared readers of it and their descendants (checked in DVC for every key by test_dvc_kfp)."""
+    """`lema run` on the clone's params.yaml: DVC finds nothing stale; a changed key reruns its declared
+    readers and, as their outputs change, their descendants (every key's readers: test_dvc_kfp)."""
     import yaml
 
     from lema.config import load_config
