@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,7 +206,8 @@ def stage_register(cfg: Config) -> StageReport:
         run_artifacts=[p.validate / "ge_result.json", p.validate / "data_docs", p.correct / "report.json",
                        p.collect / "report.json"],
         stage_metrics=stage_metrics,
-        tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys()), "git_commit": git_commit(),
+        tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys()),
+              "git_commit": git_commit(os.environ.get("LEMA_HOME", ".")),
               "data_version": data_version(cfg)},
         alpha=cfg.register_.alpha, min_questions=cfg.register_.min_questions, seed=cfg.seed)
     write_json(p.register / "report.json", report)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +80,7 @@ def run_all(cfg: Config, on_stage: OnStage | None = None, force: bool = False,
     from dvc.repo import Repo
 
     project = _root_project(cfg, config_path, overrides) or run_project(cfg)
+    os.environ.setdefault("LEMA_HOME", str(Path.cwd()))  # stages run in the project: provenance (git) from here
     run_dir = cfg.run_path.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", cfg.model_dump(mode="json", by_alias=True))
