@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -43,7 +44,16 @@ def run_local(config_path: str | Path, pipeline_root: str | Path, num_shards: in
                raise_on_error=True)
     cache = Path(cache_root or Path(pipeline_root) / "cache").resolve()
     pipeline = build_pipeline(text, num_shards=num_shards, cache_root=str(cache))
-    return pipeline()
+    # Tasks get the tracking URI from the environment (a cluster: the lema-mlflow config map); without one, a
+    # registry under the pipeline root that outlives the tasks, so the report can log to the registered run.
+    default_uri = f"sqlite:///{Path(pipeline_root).resolve() / 'mlflow.db'}"
+    had = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = had or default_uri
+    try:
+        return pipeline()
+    finally:
+        if had is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def submit(host: str, package: str | Path, params: dict | None = None, experiment: str = "lema"):
