@@ -137,6 +137,9 @@ def correct_shard(cfg: Config, index: int, count: int, cache_root: str = "") -> 
     rows = read_jsonl(p.collect / "wrong.jsonl", WrongPath)[index::count]
     shard_in = p.root / "shard-wrong.jsonl"
     write_jsonl(shard_in, rows)
+    # where each row sits in the unsharded input, so the merge restores the order a local run writes
+    positions = [[index + k * count, r.id, r.generator, r.path] for k, r in enumerate(rows)]
+    write_json(p.correct / "positions.json", {"positions": positions})
     return run_correct(shard_in, p.correct / "corrections.jsonl", p.correct / "quarantine.jsonl",
                        pl.corrector_for(cfg, Path(cache_root) / "correct" if cache_root else p.correct / "cache"),
                        p.correct / "report.json")
@@ -149,12 +152,22 @@ def merge_correct(shard_dirs: list[str], out_dir: str | Path) -> StageReport:
     quarantined: list[Quarantined] = []
     n_in = 0
     usage: dict = {}
+    order: dict[tuple, list[int]] = {}
     for d in shard_dirs:
         corrections += read_jsonl(Path(d) / "corrections.jsonl", Correction)
         quarantined += read_jsonl(Path(d) / "quarantine.jsonl", Quarantined)
+        pos_file = Path(d) / "positions.json"
+        for pos, *key in json.loads(pos_file.read_text())["positions"] if pos_file.exists() else []:
+            order.setdefault(tuple(key), []).append(pos)
         shard = json.loads((Path(d) / "report.json").read_text())
         n_in += shard["n_in"]
         usage = _add(usage, shard["details"].get("usage") or {})
+    if order:  # back to the unsharded order (a stable sort; equal keys are equal inputs)
+        taken = {k: iter(sorted(v)) for k, v in order.items()}
+        pos = lambda r: next(taken[(r["id"], r["generator"], r["path"])])  # noqa: E731
+        placed = [(pos(c.model_dump()), 0, c) for c in corrections] + [(pos(q.record), 1, q) for q in quarantined]
+        corrections = [c for _, kind, c in sorted(placed, key=lambda t: t[0]) if kind == 0]
+        quarantined = [q for _, kind, q in sorted(placed, key=lambda t: t[0]) if kind == 1]
     out = Path(out_dir)
     write_jsonl(out / "corrections.jsonl", corrections)
     write_jsonl(out / "quarantine.jsonl", quarantined)
