@@ -99,8 +99,12 @@ def test_lema_run_uses_the_same_dvc_project_and_reruns_only_what_changed(run, mo
     from lema.orchestration.local import run_all
     from lema.stages import descendants, readers
 
+    from .conftest import lema_env
+
     repo, cfg, p, _ = run
     monkeypatch.chdir(repo)
+    for k in ("PATH", "PYTHONPATH"):  # the stage commands run `lema` from PATH, on the clone's source
+        monkeypatch.setenv(k, lema_env(repo)[k])
     again = run_all(cfg, config_path="params.yaml")
     assert [n for n, _, _ in again] == [n.name for n in instances(cfg)] and all(s for _, _, s in again)
     params = yaml.safe_load((repo / "params.yaml").read_text())
