@@ -1,21 +1,8 @@
-"""Kubeflow Pipelines components, one per stage.
+"""Kubeflow components, one per stage: generated in the library (``lema.orchestration.kfp``) from the stage
+declaration; this package only re-exports them (CPU images) for tools that look for ``components/``."""
 
-Each is a lightweight Python component whose base image is built from ``images/``
-and whose body only calls ``lema.artifacts.run_stage`` (the same stage function
-``lema run`` and DVC use).  Lightweight components also run under
-``kfp.local.SubprocessRunner``, so the local pipeline run exercises them as they are.
-"""
+from lema.orchestration.kfp import components as _components
 
-from .base_model import base_model
-from .build_sft import build_sft
-from .collect import collect, merge_collect
-from .correct import correct, merge_correct
-from .evaluate import evaluate
-from .gate import gate
-from .register import register
-from .report import report
-from .train import train
-from .validate import validate
-
-__all__ = ["base_model", "collect", "merge_collect", "correct", "merge_correct", "validate", "build_sft", "train",
-           "evaluate", "gate", "register", "report"]
+_all = _components(gpu=False)
+globals().update({name.replace("-", "_"): comp for name, comp in _all.items()})
+__all__ = [name.replace("-", "_") for name in _all]

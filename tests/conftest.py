@@ -32,3 +32,41 @@ def tiny_model(tmp_path_factory, tiny_config) -> Path:
     cfg = tiny_config.base_model.model_copy(update={"pretrain_steps": 100})
     build_base_model(cfg, out, data_dir=str(DATA), seed=0, limit=400)
     return out
+
+
+def lema_env(repo: Path) -> dict:
+    """Environment for subprocesses that run `lema`/`dvc` on `repo`'s own source."""
+    import sys
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", DVC_NO_ANALYTICS="1",
+               PYTHONPATH=str(repo / "src"))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def clone_run(tmp_path_factory):
+    """A fresh `git clone` of this repo (committed state), params.yaml set to the tiny config, then `dvc repro`:
+    one real end-to-end run shared by the pipeline, DVC and Kubeflow tests.  Returns (repo, config, snapshot)
+    where snapshot holds the artifacts other tests compare against, read before any test changes the run."""
+    import json
+    import subprocess
+
+    import yaml
+
+    from lema.config import load_config
+
+    repo = tmp_path_factory.mktemp("clone") / "lema"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    tiny = load_config(repo / "configs" / "tiny.yaml").model_dump(mode="json", by_alias=True)
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
+    out = subprocess.run([os.sys.executable, "-m", "dvc", "repro"], cwd=repo, env=lema_env(repo),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    cfg = load_config(repo / "params.yaml")
+    run = repo / cfg.run_dir
+    snapshot = {"repro_stdout": out.stdout,
+                "files": {f: (run / f).read_text() for f in ("collect/paths.jsonl", "correct/corrections.jsonl",
+                                                             "sft/cot.jsonl", "sft/lema.jsonl")},
+                "metrics": {v: json.loads((run / "eval" / v / "metrics.json").read_text()) for v in ("cot", "lema")}}
+    return repo, cfg, snapshot

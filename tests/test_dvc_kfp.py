@@ -1,82 +1,179 @@
-"""The same stages under DVC and under Kubeflow (kfp.local), on the tiny config."""
+"""The same stage graph under DVC and under Kubeflow (kfp.local), on a fresh clone with the tiny config."""
 
 import json
 import os
-import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import DATA, ROOT
+from lema.stages import STAGES, readers
+
+from .conftest import lema_env
+from .openai_fault_server import FaultServer
 
 pytestmark = pytest.mark.slow
 
 
 def _dvc(repo: Path, *args: str) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
-    out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True,
+                         env=lema_env(repo))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
 
 
-@pytest.fixture(scope="module")
-def dvc_repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("dvcrepo")
-    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    from lema.config import load_config
-
-    # every section DVC tracks must be in params.yaml: write the fully resolved tiny config
-    cfg = load_config(ROOT / "configs" / "tiny.yaml").model_dump(mode="json", by_alias=True)
-    cfg["data"]["dir"] = "data"
-    (repo / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    shutil.copytree(DATA, repo / "data")
-    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(ROOT / "recipes", repo / "recipes")
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    _dvc(repo, "init", "-q")
-    _dvc(repo, "remote", "add", "-d", "local", str(repo.parent / "dvc-remote"))
-    return repo
-
-
-def test_dvc_repro_is_idempotent_and_incremental(dvc_repo):
-    first = _dvc(dvc_repo, "repro")
-    assert "Running stage 'base-model'" in first and "Running stage 'report'" in first
-    again = _dvc(dvc_repo, "repro")
-    assert "Running stage" not in again
-    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
-    params["evaluate"]["max_tokens"] = 4
-    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params))
-    third = _dvc(dvc_repo, "repro")
-    ran = {line.split("'")[1] for line in third.splitlines() if line.startswith("Running stage")}
-    assert ran == {"evaluate@cot", "evaluate@lema", "register", "report"}
-    metrics = json.loads(_dvc(dvc_repo, "metrics", "show", "--json"))
-    flat = json.dumps(metrics)
-    assert "accuracy" in flat and "pass_rate" in flat
-    plots = _dvc(dvc_repo, "plots", "show", "--json")
+def test_second_repro_is_a_noop_status_clean_and_push_pull_work(clone_run):
+    repo, cfg, _ = clone_run
+    assert "Running stage" not in _dvc(repo, "repro")
+    assert "up to date" in _dvc(repo, "status")
+    metrics = json.dumps(json.loads(_dvc(repo, "metrics", "show", "--json")))
+    assert "accuracy" in metrics and "pass_rate" in metrics
+    plots = _dvc(repo, "plots", "show", "--json")
     assert "funnel.json" in plots and "accuracy.json" in plots
-    _dvc(dvc_repo, "push")  # the local remote takes the data
+    _dvc(repo, "push")  # the committed default remote: <repo>/dvc-store (git-ignored)
+    assert any((repo / "dvc-store").rglob("*"))
+    paths = repo / cfg.run_dir / "collect" / "paths.jsonl"
+    before = paths.read_bytes()
+    paths.unlink()
+    import shutil
+
+    shutil.rmtree(repo / ".dvc" / "cache")
+    _dvc(repo, "pull")
+    assert paths.read_bytes() == before
 
 
-def test_local_kfp_run_matches_cli_run(tmp_path):
-    from lema.config import load_config
+def _mutate(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "-changed"
+    if isinstance(value, dict):
+        return {**value, "probe": 1}
+    if isinstance(value, list):
+        return value + value[-1:] if value else ["probe"]
+    return 1
+
+
+def test_sensitivity_matrix_from_the_declaration(clone_run):
+    """Every config key a stage reads: changing it makes exactly the stages that read it stale in DVC (their
+    descendants then rerun when those outputs change: `lema run` checks that for a sample key)."""
+    from lema.orchestration.local import stale
+
+    repo, cfg, _ = clone_run
+    params_file = repo / "params.yaml"
+    original = params_file.read_text()
+    assert stale(repo) == set()
+    keys = sorted({k for st in STAGES for k in st.reads})
+    try:
+        for key in keys:
+            params = yaml.safe_load(original)
+            node = params
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node[part]
+            node[leaf] = _mutate(node[leaf])
+            params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+            expected = readers(key, cfg)
+            assert expected, key
+            assert stale(repo) == expected, key
+    finally:
+        params_file.write_text(original)
+    assert stale(repo) == set()
+
+
+def _normalised(text: str) -> list:
+    """JSONL rows without the `model` field (the base model's path differs between run dirs)."""
+    def drop(x):
+        if isinstance(x, dict):
+            return {k: drop(v) for k, v in x.items() if k != "model"}
+        if isinstance(x, list):
+            return [drop(v) for v in x]
+        return x
+
+    return [drop(json.loads(line)) for line in text.splitlines() if line.strip()]
+
+
+def test_local_kfp_run_with_two_shards_matches_dvc_and_lema_run(clone_run, tmp_path):
     from lema.kfp_cli import run_local
-    from lema.pipeline import paths, run_all
 
-    cfg_file = tmp_path / "tiny.yaml"
-    cfg = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
-    cfg["data"]["dir"] = str(DATA)
-    cfg["run_dir"] = str(tmp_path / "cli")
-    cfg_file.write_text(yaml.safe_dump(cfg))
-    run_all(load_config(cfg_file))
-    cli = {v: json.loads((paths(load_config(cfg_file)).eval(v) / "metrics.json").read_text()) for v in ("cot", "lema")}
-
+    repo, cfg, snapshot = clone_run
     root = tmp_path / "kfp"
-    run_local(cfg_file, root, num_shards=1)
+    run_local(repo / "configs" / "tiny.yaml", root, num_shards=2, data_dir=str(repo / "data"))
+
+    def output(task: str, name: str) -> Path:
+        found = [f for f in root.rglob(name) if any(part.startswith(task) for part in f.relative_to(root).parts)]
+        assert len(found) == 1, (task, name, found)
+        return found[0]
+
+    assert _normalised(output("merge-collect", "paths.jsonl").read_text()) == _normalised(
+        snapshot["files"]["collect/paths.jsonl"])
+    assert _normalised(output("merge-correct", "corrections.jsonl").read_text()) == _normalised(
+        snapshot["files"]["correct/corrections.jsonl"])
+    for v in ("cot", "lema"):
+        assert _normalised(output("build-sft", f"{v}.jsonl").read_text()) == _normalised(
+            snapshot["files"][f"sft/{v}.jsonl"])
     found = {}
     for f in root.rglob("metrics.json"):
         rows = (f.parent / "rows.jsonl").read_text().splitlines()
         found[json.loads(rows[0])["model"]] = json.loads(f.read_text())
-    assert found == cli
+    assert found == snapshot["metrics"]
+
+
+def test_kfp_correct_task_killed_and_retried_never_pays_twice(tmp_path):
+    """The `correct` component body against the loopback fault server: SIGKILL one shard mid-way, retry it
+    (what KFP's retry policy does); every answer is bought once; merged usage is the sum of the shards."""
+    from lema.artifacts import merge_correct
+    from lema.config import load_config
+    from lema.jsonl import write_jsonl
+
+    from .test_llm_corrector import wrong_paths
+
+    server = FaultServer(latency=0.3).start()
+    try:
+        rows = wrong_paths(16)
+        collect = tmp_path / "collect"
+        write_jsonl(collect / "wrong.jsonl", rows)
+        cfg = load_config(None).model_dump(mode="json", by_alias=True)
+        cfg["corrector"] |= {"kind": "llm", "model": "gpt-4o-mini", "base_url": server.url, "timeout_s": 5,
+                             "backoff_base_s": 0.01, "n": 1, "concurrency": 2}
+        config = json.dumps(cfg)
+        cache = tmp_path / "cache"
+        env = dict(os.environ, OPENAI_API_KEY="sk-test-local")
+
+        def task(shard: int) -> subprocess.Popen:
+            code = ("import sys; from lema.artifacts import run_stage; "
+                    "run_stage('correct', sys.argv[1], {'collect': sys.argv[2]}, {'correct': sys.argv[3]}, "
+                    f"shard=({shard}, 2), cache_root=sys.argv[4])")
+            return subprocess.Popen([sys.executable, "-c", code, config, str(collect),
+                                     str(tmp_path / f"out{shard}"), str(cache)], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        first = task(0)
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(cache.rglob("*.json"))) < 3:
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        time.sleep(0.5)  # let the server finish what was in flight at the kill
+        assert not (tmp_path / "out0").exists()
+        lost = sum(server.stats.delivered.values()) - len(list(cache.rglob("*.json")))
+        assert 0 <= lost <= 2  # at most the requests in flight (concurrency 2) when the task died
+        for shard in (0, 1):  # the retry of shard 0, then shard 1
+            p = task(shard)
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err.decode()[-2000:]
+        # every answer already received is served from the persistent cache: only in-flight ones are bought again
+        assert sum(server.stats.delivered.values()) == len(rows) + lost
+        shards = [json.loads((tmp_path / f"out{s}" / "report.json").read_text())["details"]["usage"] for s in (0, 1)]
+        merged = merge_correct([str(tmp_path / f"out{s}") for s in (0, 1)], tmp_path / "merged").details["usage"]
+        for key in ("prompt_tokens", "completion_tokens", "succeeded", "requests"):
+            assert merged[key] == shards[0][key] + shards[1][key]
+        assert 0 < merged["succeeded"] < len(rows)  # the killed attempt's answers came from the cache
+    finally:
+        server.stop()

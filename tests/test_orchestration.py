@@ -1,15 +1,18 @@
-"""Kubeflow compile, images, kustomize overlays: fast structural checks on the real artifacts."""
+"""The stage declaration and everything generated from it (dvc.yaml, KFP pipeline, CLI), images, kustomize
+overlays: fast structural checks on the real artifacts."""
 
+import json
+import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import ROOT
+from lema.config import load_config
+from lema.stages import BY_NAME, STAGES, descendants, instances, readers
 
-sys.path.insert(0, str(ROOT))
+from .conftest import ROOT
 
 
 def test_compiled_pipeline_is_not_stale(tmp_path):
@@ -21,51 +24,140 @@ def test_compiled_pipeline_is_not_stale(tmp_path):
         "pipelines/lema_pipeline.yaml is stale: run `lema pipeline compile`")
 
 
+def test_dvc_yaml_is_not_stale():
+    from lema.orchestration.dvc import dump
+
+    assert dump(load_config(ROOT / "params.yaml")) == (ROOT / "dvc.yaml").read_text(), (
+        "dvc.yaml is stale: run `lema dvc generate`")
+
+
+def test_dvc_params_and_outs_are_the_declaration():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert list(dvc) == [st.name for st in STAGES]
+    for st in STAGES:
+        body = dvc[st.name]["do"] if st.variants else dvc[st.name]
+        assert body["params"] == list(st.reads)
+        assert body["cmd"].startswith(f"lema {st.name} --config params.yaml")
+        assert not any("checkpoints" in o for o in body.get("outs", []))  # resumable training survives DVC
+    # every stage reads the keys that change what it computes (the gaps issue 9 found)
+    assert {"seed", "data.train_limit", "generators", "vllm"} <= set(BY_NAME["collect"].reads)
+    assert {"data.eval_sets", "vllm", "seed", "evaluate"} <= set(BY_NAME["evaluate"].reads)
+    assert "data.eval_sets" in BY_NAME["validate"].reads and "seed" in BY_NAME["build-sft"].reads
+
+
+def test_graph_queries():
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    names = [n.name for n in instances(cfg)]
+    assert names == ["base-model", "collect", "correct", "validate", "build-sft", "train@cot", "train@lema",
+                     "evaluate@cot", "evaluate@lema", "register", "report"]
+    assert descendants("train@cot", cfg) == {"train@cot", "evaluate@cot", "register", "report"}
+    assert readers("corrector.model", cfg) == {"correct"}
+    assert readers("seed", cfg) >= {"collect", "train@cot", "evaluate@lema"}
+    served = cfg.model_copy(update={"generators": [cfg.generators[0].model_copy(update={"model": "org/m"})],
+                                    "train": cfg.train.model_copy(update={"model": "org/m"})})
+    assert "base-model" not in [n.name for n in instances(served)]
+
+
+def test_cli_stage_commands_come_from_the_declaration(capsys):
+    from lema.cli import main
+
+    for st in STAGES:
+        with pytest.raises(SystemExit):
+            main([st.name, "--help"])
+        out = capsys.readouterr().out
+        assert ("--variant" in out) == bool(st.variants), st.name
+
+
+def test_installed_package_needs_no_source_tree(tmp_path):
+    """Only the package (as pip installs it), run elsewhere: compile the pipeline and generate dvc.yaml."""
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "src" / "lema", site / "lema", ignore=shutil.ignore_patterns("__pycache__"))
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(ROOT / "configs" / "tiny.yaml", work / "params.yaml")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "HOME": str(tmp_path)}
+    for args in (["pipeline", "compile", "--out", "p.yaml"], ["dvc", "generate"]):
+        out = subprocess.run([sys.executable, "-m", "lema", *args], cwd=work, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert (work / "p.yaml").exists() and "stages:" in (work / "dvc.yaml").read_text()
+
+
 def test_pipeline_structure():
     docs = list(yaml.safe_load_all((ROOT / "pipelines" / "lema_pipeline.yaml").read_text()))
     spec, platform = docs[0], docs[1]
     text = yaml.safe_dump(spec)
     assert "parameterIterator" in text and "parallelismLimit" in text          # ParallelFor fan-out
     assert "triggerPolicy" in text and "gate-Output" in text                   # dsl.If on evaluation
-    tasks = {**spec["root"]["dag"]["tasks"]}
-    for_loops = [t for t in tasks.values() if "iterator" in t or "parameterIterator" in t]
-    assert len(for_loops) == 2
-    correct_loop = next(t for n, t in tasks.items() if "for-loop" in n and "correct" in yaml.safe_dump(
-        spec["components"][t["componentRef"]["name"]]))
-    assert correct_loop
     assert "retryPolicy" in text
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert {"config", "min_accuracy", "corrector_cache"} <= set(inputs)
+    assert inputs["min_accuracy"]["defaultValue"] == load_config(ROOT / "params.yaml").register_.min_accuracy
+    assert "OPENAI_API_KEY" not in yaml.safe_dump(spec["root"].get("inputDefinitions", {}))
     execs = yaml.safe_dump(platform)
     assert "secretAsEnv" in execs and "OPENAI_API_KEY" in execs and "lema-corrector" in execs
-    assert "OPENAI_API_KEY" not in yaml.safe_dump(spec["root"].get("inputDefinitions", {}))
+    assert "configMapAsEnv" in execs and "MLFLOW_TRACKING_URI" in execs and "lema-pipeline" in execs
     resources = [e["container"].get("resources", {}) for e in spec["deploymentSpec"]["executors"].values()]
     assert any(r.get("cpuRequest") for r in resources) and any(r.get("memoryRequest") for r in resources)
+    # the report gets the registration result when the gate lets registration through
+    report_tasks = [c for n, c in spec["components"].items() if n.startswith("comp-report")]
+    assert any("registry" in c["inputDefinitions"]["artifacts"] for c in report_tasks)
 
 
-def test_gpu_compile_requests_accelerators(tmp_path):
+def test_gpu_compile_uses_the_cuda_image_for_gpu_stages(tmp_path):
     from lema.kfp_cli import compile_pipeline
+    from lema.orchestration.kfp import CPU_IMAGE, CUDA_IMAGE
 
     spec = next(yaml.safe_load_all(compile_pipeline(ROOT / "params.yaml", tmp_path / "g.yaml", gpu=True).read_text()))
-    accels = [e["container"]["resources"].get("accelerator") for e in spec["deploymentSpec"]["executors"].values()
-              if "resources" in e["container"]]
-    assert sum(1 for a in accels if a and a.get("resourceType") == "nvidia.com/gpu") >= 4
+    gpu_stages = {st.name for st in STAGES if st.gpu}
+    assert gpu_stages == {"collect", "train", "evaluate"}
+    for name, e in spec["deploymentSpec"]["executors"].items():
+        stage = name.removeprefix("exec-").rsplit("-", 1)[0] if name[-1].isdigit() else name.removeprefix("exec-")
+        c = e["container"]
+        want_gpu = stage in gpu_stages
+        assert c["image"] == (CUDA_IMAGE if want_gpu else CPU_IMAGE), name
+        assert (c.get("resources", {}).get("accelerator", {}).get("resourceType") == "nvidia.com/gpu") == want_gpu
 
 
 def test_every_component_runs_in_an_image_built_here():
-    import components
-    from components.images import DOCKERFILES
+    from lema.orchestration.kfp import DOCKERFILES, components
 
-    for name in components.__all__:
-        comp = getattr(components, name)
-        image = comp.component_spec.implementation.container.image
-        assert image in DOCKERFILES, f"{name} uses {image}"
-        dockerfile = ROOT / DOCKERFILES[image]
-        text = dockerfile.read_text()
-        assert text.startswith("#") and "FROM " in text and "COPY src" in text and "pip install" in text
-        assert "latest" not in text
-        # the component body only calls into lema
-        assert "lema" in comp.component_spec.implementation.container.command[-1]
+    for gpu in (False, True):
+        for name, comp in components(gpu).items():
+            image = comp.component_spec.implementation.container.image
+            assert image in DOCKERFILES, f"{name} uses {image}"
+            text = (ROOT / DOCKERFILES[image]).read_text()
+            assert text.startswith("#") and "FROM " in text and "COPY src" in text and "pip install" in text
+            assert "latest" not in text
+            assert "lema" in comp.component_spec.implementation.container.command[-1]
 
 
+def test_sharded_collect_merges_back_to_the_local_order(tmp_path):
+    """Per-question seeds and an interleaving merge: any shard count gives the local run's paths file."""
+    from lema.artifacts import merge_collect
+    from lema.collect import question_seed, write_collect
+    from lema.records import SampledPath
+
+    def path(q: int, gen: str, i: int) -> SampledPath:
+        return SampledPath(id=f"q{q:02d}", task="gsm8k", question=f"Q{q}", gold_solution="s", gold_answer="1",
+                           path="p", generator=gen, model="m", prompt_hash="h", sampling={}, sample_index=i,
+                           pred_answer="2", correct=(q + i) % 3 == 0)
+
+    qs = [7, 3, 11, 5, 2, 9, 4]  # data order, not sorted
+    local = [path(q, g, i) for g in ("a", "b") for q in qs for i in range(2)]
+    write_collect(local, tmp_path / "local", len(qs))
+    for count in (2, 3):
+        dirs = []
+        for g in ("a", "b"):
+            for s in range(count):
+                d = tmp_path / f"{count}-{g}-{s}"
+                write_collect([p for p in local if p.generator == g and qs.index(int(p.id[1:])) % count == s], d,
+                              len(qs[s::count]))
+                dirs.append(str(d))
+        report = merge_collect(dirs, tmp_path / f"merged{count}")
+        assert (tmp_path / f"merged{count}" / "paths.jsonl").read_text() == (tmp_path / "local" / "paths.jsonl").read_text()
+        assert report.n_in == len(qs)
+    assert question_seed(1, "a", "q1") == question_seed(1, "a", "q1") != question_seed(2, "a", "q1")
+    assert json.dumps(question_seed(1, "b", "q1")).isdigit()
 @pytest.mark.parametrize("overlay", sorted(p.name for p in (ROOT / "infra" / "overlays").iterdir()))
 def test_kustomize_overlays_build(overlay):
     out = subprocess.run(["kubectl", "kustomize", str(ROOT / "infra" / "overlays" / overlay)],
@@ -79,12 +171,3 @@ def test_kustomize_overlays_build(overlay):
     assert all(o["metadata"].get("namespace") == "lema" for o in objs if o["kind"] != "Namespace")
     if overlay == "production":
         assert not any(o["kind"] == "Secret" for o in objs), "production secrets must not live in git"
-
-
-def test_dvc_yaml_stages_match_the_library():
-    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    assert list(dvc["stages"]) == ["base-model", "collect", "correct", "validate", "build-sft", "train",
-                                   "evaluate", "register", "report"]
-    for name, stage in dvc["stages"].items():
-        cmd = stage.get("cmd") or stage["do"]["cmd"]
-        assert cmd.startswith(f"lema {name} --config params.yaml")

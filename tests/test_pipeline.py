@@ -1,59 +1,57 @@
-"""The whole LeMa loop on the tiny config with every real component:
-vLLM engine, TRL SFTTrainer, Great Expectations, MLflow registry."""
+"""The whole LeMa loop on the tiny config with every real component (vLLM engine, TRL SFTTrainer, Great
+Expectations, MLflow registry), run the way a new user would: a fresh clone, then `dvc repro`; then `lema run`
+on the same checkout goes through the same DVC project."""
 
 import json
 
 import pytest
 
-from lema.config import load_config
 from lema.jsonl import read_jsonl, read_raw
-from lema.pipeline import paths, run_all
+from lema.pipeline import Paths
 from lema.records import Correction, EvalRow, SampledPath, SFTExample
-
-from .conftest import DATA, ROOT
+from lema.stages import instances
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run")
-    cfg = load_config(ROOT / "configs" / "tiny.yaml", {"run_dir": str(root), "data.dir": str(DATA)})
-    results = run_all(cfg)
-    return cfg, results
+def run(clone_run):
+    repo, cfg, snapshot = clone_run
+    return repo, cfg, Paths(repo / cfg.run_dir), snapshot
 
 
-def test_every_stage_ran_and_counts_chain(run):
-    cfg, results = run
-    names = [n for n, _, _ in results]
-    assert names == ["base-model", "collect", "correct", "validate", "build-sft", "train:cot", "train:lema",
-                     "evaluate:cot", "evaluate:lema", "register", "report"]
-    assert not any(skipped for _, _, skipped in results)
-    reports = {n: r for n, r, _ in results}
-    p = paths(cfg)
+def test_dvc_repro_ran_every_declared_stage(run):
+    _, cfg, _, snapshot = run
+    ran = {line.split("'")[1] for line in snapshot["repro_stdout"].splitlines() if line.startswith("Running stage")}
+    assert ran == {n.name for n in instances(cfg)}
+
+
+def test_counts_chain(run):
+    _, cfg, p, _ = run
+    reports = {name: json.loads((p.root / f).read_text()) for name, f in
+               (("collect", "collect/report.json"), ("correct", "correct/report.json"),
+                ("validate", "validate/report.json"))}
     sampled = read_jsonl(p.collect / "paths.jsonl", SampledPath)
-    n_gen = cfg.generators[0].n
-    assert len(sampled) == cfg.data.train_limit * n_gen == reports["collect"].details["samples"]
+    assert len(sampled) == cfg.data.train_limit * cfg.generators[0].n == reports["collect"]["details"]["samples"]
     wrong = [s for s in sampled if not s.correct]
-    assert reports["collect"].n_out == len(wrong)
+    assert reports["collect"]["n_out"] == len(wrong)
     assert all(s.prompt_hash and s.sampling["temperature"] == 1.0 for s in sampled)
-    # nothing is lost between stages
-    assert reports["correct"].n_in == len(wrong) == reports["correct"].n_out + reports["correct"].n_quarantined
-    assert reports["validate"].n_in == reports["correct"].n_out
-    assert reports["validate"].n_out + reports["validate"].n_quarantined == reports["validate"].n_in
+    c, v = reports["correct"], reports["validate"]
+    assert c["n_in"] == len(wrong) == c["n_out"] + c["n_quarantined"]
+    assert v["n_in"] == c["n_out"] and v["n_out"] + v["n_quarantined"] == v["n_in"]
     valid = read_jsonl(p.validate / "valid.jsonl", Correction)
-    assert len(valid) == reports["validate"].n_out > 0
+    assert len(valid) == v["n_out"] > 0
     sft = read_jsonl(p.sft / "lema.jsonl", SFTExample)
     cot = read_jsonl(p.sft / "cot.jsonl", SFTExample)
     assert sum(e.kind == "correction" for e in sft) == len(valid)
     assert len(cot) == cfg.sft.cot_limit and all(e.kind == "cot" for e in cot)
     assert all(e.prompt.endswith("Correction:\n") for e in sft if e.kind == "correction")
     assert all(e.prompt_hash for e in sft) and len({e.prompt_hash for e in sft}) == 2  # CoT and correction
+    assert all(r["reasons"] for r in read_raw(p.correct / "quarantine.jsonl"))
 
 
 def test_models_trained_and_evaluated(run):
-    cfg, _ = run
-    p = paths(cfg)
+    _, cfg, p, _ = run
     for v in ("cot", "lema"):
         assert (p.model(v) / "model.safetensors").exists()
         rows = read_jsonl(p.eval(v) / "rows.jsonl", EvalRow)
@@ -70,41 +68,50 @@ def test_models_trained_and_evaluated(run):
 def test_registry_has_both_versions_and_a_champion(run):
     from mlflow import MlflowClient
 
-    cfg, _ = run
-    reg = json.loads((paths(cfg).register / "report.json").read_text())["details"]
+    _, cfg, p, _ = run
+    reg = json.loads((p.register / "report.json").read_text())["details"]
     client = MlflowClient(tracking_uri=reg["tracking_uri"])
     champion = client.get_model_version_by_alias(cfg.register_.model_name, "champion")
-    # a fresh registry: the run's better variant becomes champion, the other is recorded as not selected
     assert str(champion.version) == reg["versions"][reg["candidate"]]
     assert champion.tags["variant"] == reg["champion"] == reg["candidate"]
-    assert champion.tags["promotion.reason"] == "no current champion"
     other = next(v for k, v in reg["versions"].items() if k != reg["candidate"])
     assert client.get_model_version(cfg.register_.model_name, other).tags["promotion.decision"] == "not-selected"
     assert {"git_commit", "data_version", "config_hash"} <= set(champion.tags)
-    assert "MLFLOW_TRACKING_URI" not in __import__("os").environ  # the run did not leak its store
     run_data = client.get_run(champion.run_id).data
     assert "gsm8k_test.accuracy" in run_data.metrics and "funnel.validated" in run_data.metrics
-    assert run_data.params["train.epochs"] == str(cfg.train.epochs)
 
 
-def test_report_written(run):
-    cfg, _ = run
-    p = paths(cfg)
+def test_report_written_with_the_registry_result(run):
+    _, cfg, p, _ = run
     md = (p.report / "report.md").read_text()
     for png in ("funnel.png", "accuracy.png", "incorrect_steps.png", "loss.png"):
         assert (p.report / png).stat().st_size > 1000 and png in md
     summary = json.loads((p.root / "summary.json").read_text())
-    assert set(summary["comparison"]) == set(cfg.data.eval_sets)
+    assert set(summary["comparison"]) == set(cfg.data.eval_sets) and summary["registry"]["versions"]
 
 
-def test_rerun_skips_everything_then_param_change_reruns_downstream(run):
-    cfg, _ = run
-    again = run_all(cfg)
-    assert all(skipped for _, _, skipped in again)
-    changed = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"max_tokens": 4})})
-    third = {n: skipped for n, _, skipped in run_all(changed)}
-    assert all(third[n] for n in ("base-model", "collect", "correct", "validate", "build-sft", "train:cot",
-                                  "train:lema"))
-    assert not any(third[n] for n in ("evaluate:cot", "evaluate:lema", "register", "report"))
-    q = read_raw(paths(cfg).correct / "quarantine.jsonl")
-    assert all(r["reasons"] for r in q)
+def test_lema_run_uses_the_same_dvc_project_and_reruns_only_what_changed(run, monkeypatch):
+    """`lema run` on the clone's params.yaml: DVC finds nothing stale; a changed key reruns its declared
+    readers and, as their outputs change, their descendants (every key's readers: test_dvc_kfp)."""
+    import yaml
+
+    from lema.config import load_config
+    from lema.orchestration.local import run_all
+    from lema.stages import descendants, readers
+
+    from .conftest import lema_env
+
+    repo, cfg, p, _ = run
+    monkeypatch.chdir(repo)
+    for k in ("PATH", "PYTHONPATH"):  # the stage commands run `lema` from PATH, on the clone's source
+        monkeypatch.setenv(k, lema_env(repo)[k])
+    again = run_all(cfg, config_path="params.yaml")
+    assert [n for n, _, _ in again] == [n.name for n in instances(cfg)] and all(s for _, _, s in again)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluate"]["max_tokens"] = 4
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = load_config("params.yaml")
+    third = {n: skipped for n, _, skipped in run_all(changed, config_path="params.yaml")}
+    expected = set().union(*(descendants(r, changed) for r in readers("evaluate.max_tokens", changed)))
+    assert expected == {"evaluate@cot", "evaluate@lema", "register", "report"}
+    assert {n for n, skipped in third.items() if not skipped} == expected

@@ -10,16 +10,20 @@ from pathlib import Path
 import yaml
 
 
-def _config(args):
-    from .config import load_config
-
+def _overrides(args) -> dict:
     overrides = {}
     for item in getattr(args, "set", None) or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set expects key=value, got {item!r}")
         overrides[key] = yaml.safe_load(value)
-    return load_config(args.config, overrides)
+    return overrides
+
+
+def _config(args):
+    from .config import load_config
+
+    return load_config(args.config, _overrides(args))
 
 
 def _print_report(report) -> None:
@@ -38,13 +42,18 @@ def cmd_grade(args) -> int:
     return 0
 
 
-def cmd_stage(args) -> int:
-    from . import pipeline as pl
+def cmd_stage(args, cfg=None) -> int:
+    """One node of the declared graph; its report lands where the declaration says (DVC tracks it)."""
+    from .jsonl import write_json
+    from .stages import BY_NAME, Instance
 
-    cfg = _config(args)
-    fn = {"base-model": pl.stage_base_model, "collect": pl.stage_collect, "validate": pl.stage_validate,
-          "build-sft": pl.stage_build_sft, "register": pl.stage_register, "report": pl.stage_report}[args.command]
-    _print_report(fn(cfg))
+    cfg = cfg or _config(args)
+    stage = BY_NAME[args.command]
+    for v in (args.variant or stage.variants) if stage.variants else (None,):
+        node = Instance(stage, v)
+        report = node.run(cfg)
+        write_json(cfg.run_path / node.report, report)
+        _print_report(report)
     return 0
 
 
@@ -56,8 +65,7 @@ def cmd_validate(args) -> int:
     if args.input is None:
         if args.kind != "corrections":
             raise SystemExit("--kind paths|sft needs --input FILE")
-        _print_report(pl.stage_validate(cfg))
-        return 0
+        return cmd_stage(args, cfg)
     out = Path(args.output or Path(args.input).with_suffix(".valid.jsonl"))
     quarantine = Path(args.quarantine or out.with_suffix(".quarantine.jsonl"))
     questions = [q.question for ps in pl.eval_sets(cfg, full=True).values() for q in ps]
@@ -73,16 +81,6 @@ def cmd_validate(args) -> int:
     return 0
 
 
-def cmd_variant(args) -> int:
-    from . import pipeline as pl
-
-    cfg = _config(args)
-    fn = pl.stage_train if args.command == "train" else pl.stage_evaluate
-    for v in args.variant or pl.VARIANTS:
-        _print_report(fn(cfg, v))
-    return 0
-
-
 def cmd_correct(args) -> int:
     from . import pipeline as pl
     from .correct import run_correct
@@ -93,8 +91,7 @@ def cmd_correct(args) -> int:
     if args.model:
         cfg.corrector.model = args.model
     if args.input is None:
-        _print_report(pl.stage_correct(cfg))
-        return 0
+        return cmd_stage(args, cfg)
     out = Path(args.output or Path(args.input).with_suffix(".corrected.jsonl"))
     quarantine = Path(args.quarantine or out.with_suffix(".quarantine.jsonl"))
     cache = Path(args.cache_dir or out.parent / "correct-cache")
@@ -105,7 +102,14 @@ def cmd_correct(args) -> int:
 def cmd_run(args) -> int:
     from .runner import run_with_display
 
-    return run_with_display(_config(args), force=args.force)
+    return run_with_display(_config(args), force=args.force, config_path=args.config, overrides=_overrides(args))
+
+
+def cmd_dvc(args) -> int:
+    from .orchestration.dvc import generate
+
+    print(f"wrote {generate(args.config or 'params.yaml', args.out)}")
+    return 0
 
 
 def cmd_pipeline(args) -> int:
@@ -113,12 +117,14 @@ def cmd_pipeline(args) -> int:
 
     config = args.config or "params.yaml"
     if args.action == "compile":
-        out = kfp_cli.compile_pipeline(config, args.out, num_shards=args.shards, gpu=args.gpu)
+        out = kfp_cli.compile_pipeline(config, args.out, num_shards=args.shards, gpu=args.gpu,
+                                       cache_root=args.cache_root or "")
         print(f"compiled {out}")
     elif args.action == "run":
         if not args.local:
             raise SystemExit("lema pipeline run needs --local (use `submit --host URL` for a cluster)")
-        kfp_cli.run_local(config, args.pipeline_root, num_shards=args.shards, data_dir=args.data_dir)
+        kfp_cli.run_local(config, args.pipeline_root, num_shards=args.shards, data_dir=args.data_dir,
+                          cache_root=args.cache_root)
         print(f"local pipeline run finished; artifacts under {args.pipeline_root}")
     else:
         if not args.host:
@@ -171,21 +177,23 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", default=None, help="write each row with `correct` and `pred_answer`")
     g.set_defaults(fn=cmd_grade)
 
-    for name in ("base-model", "collect", "build-sft", "register", "report"):
-        with_config(sub.add_parser(name, help=f"run the {name} stage")).set_defaults(fn=cmd_stage)
-    v = with_config(sub.add_parser("validate", help="GE validation of corrections (the stage), or of any "
-                                   "paths/sft file"))
+    from .stages import STAGES
+
+    parsers = {}
+    for st in STAGES:  # one subcommand per declared stage
+        p = with_config(sub.add_parser(st.name, help=(st.fn.__doc__ or f"run the {st.name} stage").split("\n")[0]))
+        if st.variants:
+            p.add_argument("--variant", action="append", choices=list(st.variants))
+        p.set_defaults(fn=cmd_stage, variant=None)
+        parsers[st.name] = p
+    v = parsers["validate"]  # ... which also validates any paths/sft file
     v.add_argument("--kind", choices=["corrections", "paths", "sft"], default="corrections")
     v.add_argument("--input")
     v.add_argument("--output")
     v.add_argument("--quarantine")
     v.set_defaults(fn=cmd_validate)
-    for name in ("train", "evaluate"):
-        p = with_config(sub.add_parser(name, help=f"{name} the CoT-only and LeMa models"))
-        p.add_argument("--variant", action="append", choices=["cot", "lema"])
-        p.set_defaults(fn=cmd_variant)
 
-    c = with_config(sub.add_parser("correct", help="correct wrong paths"))
+    c = parsers["correct"]  # ... which also corrects any JSONL of wrong paths
     c.add_argument("--corrector", choices=["reference", "llm", "hybrid"])
     c.add_argument("--input", help="JSONL with id, task, question, gold_solution, gold_answer, path, generator")
     c.add_argument("--output")
@@ -197,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     r = with_config(sub.add_parser("run", help="all stages; unchanged stages are skipped"))
     r.add_argument("--force", action="store_true", help="rerun every stage")
     r.set_defaults(fn=cmd_run)
+
+    d = with_config(sub.add_parser("dvc", help="generate dvc.yaml from the stage declaration"))
+    d.add_argument("action", choices=["generate"])
+    d.add_argument("--out", default="dvc.yaml")
+    d.set_defaults(fn=cmd_dvc)
 
     from .lab.run import add_arguments as lab_arguments
 
@@ -218,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--local", action="store_true", help="run with kfp.local.SubprocessRunner")
     k.add_argument("--pipeline-root", default="runs/kfp-local")
     k.add_argument("--data-dir", default="data")
+    k.add_argument("--cache-root", default=None, help="persistent corrector cache (volume path or artifact-store "
+                   "URI); default for --local: PIPELINE_ROOT/cache")
     k.add_argument("--host", help="KFP API endpoint for submit")
     k.add_argument("--package", default="pipelines/lema_pipeline.yaml")
     k.set_defaults(fn=cmd_pipeline)

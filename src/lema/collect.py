@@ -8,6 +8,7 @@ several temperatures" costs one engine start.
 from __future__ import annotations
 
 import time
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,13 @@ def grade_samples(problem: Problem, texts: list[str], gen: GeneratorConfig, mode
     return out
 
 
+def question_seed(seed: int, generator: str, question_id: str) -> int:
+    """Sampling seed of one (generator, question): independent of batching and sharding, so 1, 2 or 4
+    Kubeflow shards sample exactly the paths one local run samples."""
+    digest = hashlib.sha256(f"{seed}:{generator}:{question_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
 def collect(problems: list[Problem], generators: list[GeneratorConfig], make_backend: BackendFactory,
             resolve_model: Callable[[str], str], seed: int = 0) -> list[SampledPath]:
     groups: dict[tuple[str, str, str | None], list[GeneratorConfig]] = defaultdict(list)
@@ -53,7 +61,8 @@ def collect(problems: list[Problem], generators: list[GeneratorConfig], make_bac
                 for task, items in by_task.items():
                     template = cot_prompt(task)
                     prompts = [template.render(shots=gen.shots, question=p.question) for p in items]
-                    outs = backend.generate(prompts, sampling)
+                    seeds = [question_seed(seed, gen.name, p.id) for p in items]
+                    outs = backend.generate(prompts, sampling, seeds=seeds)
                     for p, comps in zip(items, outs, strict=True):
                         paths.extend(grade_samples(p, [c.text for c in comps], gen, model, sampling,
                                                    template.hash(gen.shots)))

@@ -203,6 +203,7 @@ class RegisterConfig(_Strict):
     primary_metric: str = "gsm8k/test"
     alpha: float = 0.05          # significance level for moving `champion`
     min_questions: int = 1       # shared questions needed before a comparison counts
+    min_accuracy: float = 0.0    # Kubeflow gate: register only if the better model reaches this on primary_metric
 
 
 class VLLMConfig(_Strict):

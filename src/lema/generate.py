@@ -47,15 +47,17 @@ class GenerationStats:
 class Backend(Protocol):
     name: str
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
-        """n completions per prompt, in prompt order."""
+    def generate(self, prompts: list[str], sampling: Sampling,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        """n completions per prompt, in prompt order; `seeds` (one per prompt) make each prompt's samples
+        independent of the batch it is in."""
         ...
 
     def close(self) -> None: ...
 
 
 class VLLMBackend:
-    """vLLM offline engine.  The seed goes to the engine (per-request seeds fail on CPU)."""
+    """vLLM offline engine: the engine seed, or one sampling seed per prompt when given."""
 
     name = "vllm"
 
@@ -66,16 +68,25 @@ class VLLMBackend:
 
         self.model = model
         extra = {"kv_cache_memory_bytes": int(kv_cache_gib * 2**30)} if kv_cache_gib else {}
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # Per-prompt seeds: the CPU sampler cannot rewind a generator after a partial (chunked) prefill.
+            extra |= {"enable_chunked_prefill": False, "max_num_batched_tokens": max(8192, max_model_len or 0)}
         self.llm = LLM(model=model, seed=seed, gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
                        max_model_len=max_model_len, enforce_eager=enforce_eager, **extra)
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[str], sampling: Sampling,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=sampling.n, temperature=sampling.temperature,
-                                top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
-                                max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None)
-        outs = self.llm.generate(prompts, params, use_tqdm=True)
+        def params(seed: int | None):
+            return SamplingParams(n=sampling.n, temperature=sampling.temperature,
+                                  top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
+                                  max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None, seed=seed)
+
+        per_prompt = [params(s) for s in seeds] if seeds is not None else params(None)
+        outs = self.llm.generate(prompts, per_prompt, use_tqdm=True)
         return [[Completion(c.text, len(c.token_ids)) for c in o.outputs] for o in outs]
 
     def close(self) -> None:
@@ -102,11 +113,17 @@ class TransformersBackend:
         self.batch_size = batch_size
         self.seed = seed
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[str], sampling: Sampling,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        if seeds is not None:  # one prompt at a time, each under its own seed
+            return [self._generate([p], sampling, s)[0] for p, s in zip(prompts, seeds, strict=True)]
+        return self._generate(prompts, sampling, self.seed)
+
+    def _generate(self, prompts: list[str], sampling: Sampling, seed: int) -> list[list[Completion]]:
         import torch
         from tqdm.auto import tqdm
 
-        torch.manual_seed(self.seed)
+        torch.manual_seed(seed)
         results: list[list[Completion]] = []
         for start in tqdm(range(0, len(prompts), self.batch_size), desc="transformers.generate"):
             batch = prompts[start : start + self.batch_size]
@@ -167,12 +184,14 @@ class OpenAIBackend:
     def usage(self):
         return self.transport.usage
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[str], sampling: Sampling,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
         from .transport import Request
 
+        seeds = seeds or [sampling.seed] * len(prompts)
         requests = [Request(api="completions", model=self.model, prompt=p, n=sampling.n,
                             temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
-                            stop=tuple(sampling.stop), seed=sampling.seed) for p in prompts]
+                            stop=tuple(sampling.stop), seed=seed) for p, seed in zip(prompts, seeds, strict=True)]
         responses = self.transport.complete_many(requests, desc=f"openai:{self.model}")
         out = []
         for resp in responses:

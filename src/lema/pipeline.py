@@ -2,16 +2,15 @@
 
 Each stage reads and writes fixed paths under ``run_dir`` (``Paths``), so the
 CLI, DVC and Kubeflow call the same functions and get the same artifacts.
-``run_all`` skips a stage whose stamp (config sections + input file hashes)
-matches and whose outputs exist.
+Which stages run, in what order and when they are skipped is declared in
+``lema.stages`` and executed by DVC (``lema.orchestration``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +42,6 @@ class Paths:
     def register(self) -> Path: return self.root / "register"
     @property
     def report(self) -> Path: return self.root / "report"
-    @property
-    def stamps(self) -> Path: return self.root / ".stamps"
 
 
 def paths(cfg: Config) -> Paths:
@@ -209,7 +206,8 @@ def stage_register(cfg: Config) -> StageReport:
         run_artifacts=[p.validate / "ge_result.json", p.validate / "data_docs", p.correct / "report.json",
                        p.collect / "report.json"],
         stage_metrics=stage_metrics,
-        tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys()), "git_commit": git_commit(),
+        tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys()),
+              "git_commit": git_commit(os.environ.get("LEMA_HOME", ".")),
               "data_version": data_version(cfg)},
         alpha=cfg.register_.alpha, min_questions=cfg.register_.min_questions, seed=cfg.seed)
     write_json(p.register / "report.json", report)
@@ -282,17 +280,6 @@ def collect_reports(p: Paths) -> list[Path]:
     return [f for f in files if f.exists()]
 
 
-# ---- skipping ---------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    fn: Callable[[], StageReport]
-    sections: tuple[str, ...]
-    inputs: tuple[Path, ...]
-    outputs: tuple[Path, ...]
-
-
 def _file_digest(path: Path, h) -> None:
     if path.is_dir():
         for f in sorted(x for x in path.rglob("*") if x.is_file() and "checkpoints" not in x.parts):
@@ -302,72 +289,3 @@ def _file_digest(path: Path, h) -> None:
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
-
-
-def stamp_key(cfg: Config, stage: Stage) -> str:
-    h = hashlib.sha256(stage.name.encode())
-    h.update(cfg.section_hash(*stage.sections).encode())
-    for i in stage.inputs:
-        _file_digest(i, h)
-    return h.hexdigest()
-
-
-def stages(cfg: Config) -> list[Stage]:
-    p = paths(cfg)
-    base_needed = any(g.model == "base" for g in cfg.generators) or cfg.train.model == "base"
-    out: list[Stage] = []
-    if base_needed:
-        out.append(Stage("base-model", lambda: stage_base_model(cfg), ("seed", "data", "base_model"), (),
-                         (p.base_model / "config.json",)))
-    base_dep = (p.base_model,) if base_needed else ()
-    out += [
-        Stage("collect", lambda: stage_collect(cfg), ("seed", "data", "generators", "vllm"), base_dep,
-              (p.collect / "wrong.jsonl", p.collect / "report.json")),
-        Stage("correct", lambda: stage_correct(cfg), ("corrector",), (p.collect / "wrong.jsonl",),
-              (p.correct / "corrections.jsonl", p.correct / "report.json")),
-        Stage("validate", lambda: stage_validate(cfg), ("validate",), (p.correct / "corrections.jsonl",),
-              (p.validate / "valid.jsonl", p.validate / "report.json")),
-        Stage("build-sft", lambda: stage_build_sft(cfg), ("seed", "data", "sft"),
-              (p.validate / "valid.jsonl", p.collect / "right.jsonl"), (p.sft / "cot.jsonl", p.sft / "lema.jsonl")),
-    ]
-    for v in VARIANTS:
-        out.append(Stage(f"train:{v}", lambda v=v: stage_train(cfg, v), ("seed", "train"),
-                         (p.sft / f"{v}.jsonl",) + base_dep, (p.model(v) / "config.json", p.train(v) / "report.json")))
-    for v in VARIANTS:
-        out.append(Stage(f"evaluate:{v}", lambda v=v: stage_evaluate(cfg, v), ("seed", "data", "evaluate", "vllm"),
-                         (p.model(v),), (p.eval(v) / "metrics.json", p.eval(v) / "report.json")))
-    out.append(Stage("register", lambda: stage_register(cfg), ("register",),
-                     tuple(p.eval(v) / f for v in VARIANTS for f in ("metrics.json", "rows.jsonl")),
-                     (p.register / "report.json",)))
-    out.append(Stage("report", lambda: stage_report(cfg), (), (p.register / "report.json",),
-                     (p.report / "report.md",)))
-    return out
-
-
-def run_all(cfg: Config, on_stage: Callable[[str, StageReport | None, bool], None] | None = None,
-            force: bool = False) -> list[tuple[str, StageReport | None, bool]]:
-    """Run every stage in order; returns (name, report, skipped) per stage."""
-    p = paths(cfg)
-    p.root.mkdir(parents=True, exist_ok=True)
-    write_json(p.root / "config.json", cfg.model_dump(mode="json", by_alias=True))
-    results = []
-    for st in stages(cfg):
-        key = stamp_key(cfg, st)
-        stamp = p.stamps / f"{st.name.replace(':', '_')}.json"
-        if not force and stamp.exists() and json.loads(stamp.read_text()).get("key") == key \
-                and all(o.exists() for o in st.outputs):
-            results.append((st.name, None, True))
-            if on_stage:
-                on_stage(st.name, None, True)
-            continue
-        if on_stage:
-            on_stage(st.name, None, False)
-        t0 = time.time()
-        report = st.fn()
-        if not report.seconds:
-            report.seconds = time.time() - t0
-        write_json(stamp, {"key": key, "finished": time.time()})
-        results.append((st.name, report, False))
-        if on_stage:
-            on_stage(st.name, report, False)
-    return results

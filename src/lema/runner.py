@@ -1,4 +1,4 @@
-"""``lema run``: every stage in order with a live display, then the summary."""
+"""``lema run``: every stage in order (DVC decides what is stale) with a live display, then the summary."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .config import Config
-from .pipeline import paths, run_all
+from .orchestration.local import run_all
+from .pipeline import paths
 from .promote import format_decision
 from .report import redact_uri
 
@@ -36,7 +37,7 @@ def summary_table(summary: dict, reports: list[tuple[str, object, bool]]) -> lis
     return [stages, acc]
 
 
-def run_with_display(cfg: Config, force: bool = False) -> int:
+def run_with_display(cfg: Config, force: bool = False, config_path=None, overrides: dict | None = None) -> int:
     console = Console()
     t0 = time.time()
 
@@ -50,7 +51,7 @@ def run_with_display(cfg: Config, force: bool = False) -> int:
                           + (f", quarantined {report.n_quarantined}" if report.n_quarantined else "")
                           + f" ({report.seconds:.0f}s)")
 
-    results = run_all(cfg, on_stage, force=force)
+    results = run_all(cfg, on_stage, force=force, config_path=config_path, overrides=overrides)
     p = paths(cfg)
     summary = json.loads((p.root / "summary.json").read_text())
     console.rule("[bold]lema run summary")

@@ -1,0 +1,7 @@
+"""`python -m lema`: the same CLI as the `lema` script (DVC stage commands of a run dir use it)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,226 @@
+"""The Kubeflow Pipelines v2 adapter: components and the pipeline, built from the stage declaration.
+
+Each component is a lightweight Python component whose body only calls ``lema.artifacts`` (the same stage
+functions as ``lema run`` and ``dvc repro``); lightweight components also run under kfp.local's
+SubprocessRunner.  Images and resources come from the declaration (``Stage.gpu``/``cpu``/``memory``): with
+``gpu=True`` the GPU stages (collect, train, evaluate) run the CUDA image and request one GPU.
+collect fans out over (generator, shard), correct over shards (``dsl.ParallelFor`` + ``dsl.Collected``);
+registration is gated on evaluation (``dsl.If``) with the threshold from the config.
+"""
+
+
+import json
+import os
+from typing import List  # noqa: UP035 - KFP reads these annotations
+
+from kfp import dsl, kubernetes
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+from ..stages import BY_NAME
+
+REGISTRY = os.environ.get("LEMA_IMAGE_REGISTRY", "ghcr.io/lema-mlops")
+VERSION = "0.1.0"
+CPU_IMAGE = f"{REGISTRY}/lema-cpu:{VERSION}"
+CUDA_IMAGE = f"{REGISTRY}/lema-cuda:{VERSION}"
+DOCKERFILES = {CPU_IMAGE: "images/Dockerfile.cpu", CUDA_IMAGE: "images/Dockerfile.cuda"}
+SECRET = "lema-corrector"   # kubectl create secret generic lema-corrector --from-literal=api_key=...
+MLFLOW_CONFIG = "lema-pipeline"  # config map (infra/base): every task gets MLFLOW_TRACKING_URI and OPENAI_BASE_URL
+
+
+# ---- component bodies (sources are shipped to the container by KFP) ------------------------------------
+
+def base_model(config: str, model: Output[Model]):
+    """Build the embedded default model (tokenizer + from-scratch pretraining)."""
+    from lema.artifacts import run_stage
+
+    run_stage("base-model", config, {}, {"base_model": model.path})
+
+
+def collect(config: str, model: Input[Model], work: dict, num_shards: int, paths: Output[Dataset]):
+    """Sample and grade CoT paths from one generator (work["generator"]) on one shard (work["shard"])."""
+    from lema.artifacts import run_stage
+
+    run_stage("collect", config, {"base_model": model.path}, {"collect": paths.path},
+              shard=(int(work["shard"]), num_shards), generator=work["generator"])
+
+
+def merge_collect(shards: Input[List[Dataset]], paths: Output[Dataset], metrics: Output[Metrics]):
+    """Fan-in: one collect artifact from every (generator, shard) task."""
+    from lema.artifacts import merge_collect as merge
+
+    report = merge([s.path for s in shards], paths.path)
+    for key in ("samples", "right", "wrong"):
+        metrics.log_metric(f"collect/{key}", report.details[key])
+
+
+def correct(config: str, paths: Input[Dataset], shard: int, num_shards: int, cache_root: str,
+            corrections: Output[Dataset]):
+    """Correct one shard; LLM responses and Batch ids are cached under `cache_root`, so a retry never pays twice."""
+    from lema.artifacts import run_stage
+
+    run_stage("correct", config, {"collect": paths.path}, {"correct": corrections.path}, shard=(shard, num_shards),
+              cache_root=cache_root)
+
+
+def merge_correct(config: str, shards: Input[List[Dataset]], corrections: Output[Dataset], metrics: Output[Metrics]):
+    """Fan-in of the correction shards; token and cost usage summed and logged to MLflow."""
+    from lema.artifacts import log_usage, merge_correct as merge
+
+    report = merge([s.path for s in shards], corrections.path)
+    metrics.log_metric("correct/corrected", report.n_out)
+    metrics.log_metric("correct/unlocalised", report.n_quarantined)
+    for key, value in log_usage(config, report).items():
+        metrics.log_metric(key, value)
+
+
+def validate(config: str, corrections: Input[Dataset], valid: Output[Dataset], metrics: Output[Metrics]):
+    """Great Expectations suite over the corrections; failures go to quarantine."""
+    from lema.artifacts import run_stage
+
+    report = run_stage("validate", config, {"correct": corrections.path}, {"validate": valid.path})
+    metrics.log_metric("validate/pass_rate", report.details["pass_rate"])
+    metrics.log_metric("validate/valid", report.n_out)
+
+
+def build_sft(config: str, valid: Input[Dataset], paths: Input[Dataset], sft: Output[Dataset]):
+    """CoT-only and LeMa prompt/completion sets."""
+    from lema.artifacts import run_stage
+
+    run_stage("build-sft", config, {"validate": valid.path, "collect": paths.path}, {"build_sft": sft.path})
+
+
+def train(config: str, variant: str, sft: Input[Dataset], base: Input[Model], model: Output[Model]):
+    """Fine-tune one variant (cot or lema) with TRL."""
+    from lema.artifacts import run_stage
+
+    run_stage("train", config, {"build_sft": sft.path, "base_model": base.path}, {f"train_{variant}": model.path},
+              variant=variant)
+
+
+def evaluate(config: str, variant: str, model: Input[Model], results: Output[Dataset], metrics: Output[Metrics]):
+    """Greedy pass@1 of one fine-tuned model; accuracies appear in the KFP UI."""
+    from lema.artifacts import run_stage
+
+    report = run_stage("evaluate", config, {f"train_{variant}": model.path}, {f"evaluate_{variant}": results.path},
+                       variant=variant)
+    for eval_set, m in report.details["metrics"].items():
+        metrics.log_metric(f"{eval_set}/accuracy", m["accuracy"])
+
+
+def gate(eval_cot: Input[Dataset], eval_lema: Input[Dataset], metric: str, min_accuracy: float) -> bool:
+    """True when the better model reaches `min_accuracy` on `metric`: registration is gated on this."""
+    import json
+    from pathlib import Path
+
+    best = max(json.loads((Path(e.path) / "metrics.json").read_text()).get(metric, {}).get("accuracy", 0.0)
+               for e in (eval_cot, eval_lema))
+    return best >= min_accuracy
+
+
+def register(config: str, train_cot: Input[Model], train_lema: Input[Model], eval_cot: Input[Dataset],
+             eval_lema: Input[Dataset], paths: Input[Dataset], corrections: Input[Dataset], valid: Input[Dataset],
+             registry: Output[Dataset]):
+    """Log both models to MLflow (MLFLOW_TRACKING_URI) and set the champion alias."""
+    from lema.artifacts import run_stage
+
+    run_stage("register", config, {"train_cot": train_cot.path, "train_lema": train_lema.path,
+                                   "evaluate_cot": eval_cot.path, "evaluate_lema": eval_lema.path,
+                                   "collect": paths.path, "correct": corrections.path, "validate": valid.path},
+              {"register": registry.path})
+
+
+def report(config: str, train_cot: Input[Model], train_lema: Input[Model], eval_cot: Input[Dataset],
+           eval_lema: Input[Dataset], paths: Input[Dataset], corrections: Input[Dataset], valid: Input[Dataset],
+           files: Output[Dataset], summary: Output[Markdown], registry: Input[Dataset] = None):
+    """The run report (plots + Markdown, with the registration result when there is one)."""
+    from pathlib import Path
+
+    from lema.artifacts import run_stage
+
+    inputs = {"train_cot": train_cot.path, "train_lema": train_lema.path, "evaluate_cot": eval_cot.path,
+              "evaluate_lema": eval_lema.path, "collect": paths.path, "correct": corrections.path,
+              "validate": valid.path}
+    if registry is not None:
+        inputs["register"] = registry.path
+    run_stage("report", config, inputs, {"report": files.path})
+    Path(summary.path).write_text((Path(files.path) / "report.md").read_text())
+
+
+BODIES = {"base-model": base_model, "collect": collect, "merge-collect": merge_collect, "correct": correct,
+          "merge-correct": merge_correct, "validate": validate, "build-sft": build_sft, "train": train,
+          "evaluate": evaluate, "gate": gate, "register": register, "report": report}
+
+
+def components(gpu: bool = False) -> dict:
+    """One KFP component per body; a declared GPU stage runs the CUDA image when `gpu`."""
+    return {name: dsl.component(base_image=CUDA_IMAGE if gpu and name in BY_NAME and BY_NAME[name].gpu
+                                else CPU_IMAGE)(fn) for name, fn in BODIES.items()}
+
+
+def _place(task, stage: str, gpu: bool):
+    """Resources from the declaration; the MLflow tracking URI from the cluster's config map."""
+    st = BY_NAME.get(stage)
+    if st is not None:
+        task.set_cpu_request(st.cpu).set_memory_request(st.memory)
+        if gpu and st.gpu:
+            task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+    kubernetes.use_config_map_as_env(task, config_map_name=MLFLOW_CONFIG,
+                                     config_map_key_to_env={"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
+                                                             "OPENAI_BASE_URL": "OPENAI_BASE_URL"})
+    return task
+
+
+def build_pipeline(config_text: str, num_shards: int = 2, gpu: bool = False, cache_root: str = ""):
+    """A pipeline whose fan-out (generators x shards), gate threshold and defaults come from one lema config.
+
+    `cache_root`: persistent location (mounted volume or artifact-store path) for the corrector's response
+    cache and Batch ids; empty = inside each task (a retry then pays again)."""
+    import yaml
+
+    cfg = yaml.safe_load(config_text) or {}
+    generators = [g["name"] for g in cfg.get("generators", [{"name": "base-t0.8"}])]
+    work = [{"generator": g, "shard": s} for g in generators for s in range(num_shards)]
+    reg = cfg.get("register") or {}
+    metric = reg.get("primary_metric", "gsm8k/test")
+    default_config = json.dumps(cfg, sort_keys=True)  # one line: KFP copies defaults into header comments
+    c = components(gpu)
+
+    @dsl.pipeline(name="lema", description="Learning from Mistakes: collect, correct, validate, fine-tune, "
+                  "evaluate and register math reasoners.")
+    def lema(config: str = default_config, min_accuracy: float = float(reg.get("min_accuracy", 0.0)),
+             corrector_cache: str = cache_root):
+        base = _place(c["base-model"](config=config), "base-model", gpu)
+        with dsl.ParallelFor(items=work, parallelism=8) as item:
+            sampled = _place(c["collect"](config=config, model=base.outputs["model"], work=item,
+                                          num_shards=num_shards), "collect", gpu)
+        paths = _place(c["merge-collect"](shards=dsl.Collected(sampled.outputs["paths"])), "", gpu)
+        with dsl.ParallelFor(items=list(range(num_shards))) as shard:
+            fixed = _place(c["correct"](config=config, paths=paths.outputs["paths"], shard=shard,
+                                        num_shards=num_shards, cache_root=corrector_cache), "correct", gpu)
+            fixed.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
+            kubernetes.use_secret_as_env(fixed, secret_name=SECRET, secret_key_to_env={"api_key": "OPENAI_API_KEY"})
+        corrections = _place(c["merge-correct"](config=config, shards=dsl.Collected(fixed.outputs["corrections"])),
+                             "", gpu)
+        valid = _place(c["validate"](config=config, corrections=corrections.outputs["corrections"]), "validate", gpu)
+        sft = _place(c["build-sft"](config=config, valid=valid.outputs["valid"], paths=paths.outputs["paths"]),
+                     "build-sft", gpu)
+        trained, evaluated = {}, {}
+        for variant in ("cot", "lema"):
+            t = c["train"](config=config, variant=variant, sft=sft.outputs["sft"], base=base.outputs["model"])
+            _place(t.set_display_name(f"train-{variant}"), "train", gpu)
+            e = c["evaluate"](config=config, variant=variant, model=t.outputs["model"])
+            _place(e.set_display_name(f"evaluate-{variant}"), "evaluate", gpu)
+            trained[variant], evaluated[variant] = t, e
+        inputs = dict(train_cot=trained["cot"].outputs["model"], train_lema=trained["lema"].outputs["model"],
+                      eval_cot=evaluated["cot"].outputs["results"], eval_lema=evaluated["lema"].outputs["results"],
+                      paths=paths.outputs["paths"], corrections=corrections.outputs["corrections"],
+                      valid=valid.outputs["valid"])
+        ok = c["gate"](eval_cot=inputs["eval_cot"], eval_lema=inputs["eval_lema"], metric=metric,
+                       min_accuracy=min_accuracy)
+        with dsl.If(ok.output == True, name="good-enough-to-register"):  # noqa: E712 (KFP condition syntax)
+            registered = _place(c["register"](config=config, **inputs).set_caching_options(False), "register", gpu)
+            _place(c["report"](config=config, registry=registered.outputs["registry"], **inputs), "report", gpu)
+        with dsl.Else(name="not-registered"):
+            _place(c["report"](config=config, **inputs), "report", gpu)
+
+    return lema
