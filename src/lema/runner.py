@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .config import Config
-from .orchestration.local import run_all
+from .orchestration.local import keyed_run_dir, run_all
 from .pipeline import paths
 from .promote import format_decision
 from .report import redact_uri
@@ -51,6 +51,11 @@ def run_with_display(cfg: Config, force: bool = False, config_path=None, overrid
                           + (f", quarantined {report.n_quarantined}" if report.n_quarantined else "")
                           + f" ({report.seconds:.0f}s)")
 
+    keyed = keyed_run_dir(cfg, config_path, overrides)
+    if keyed.run_dir != cfg.run_dir:
+        console.print(f"[yellow]run_dir {cfg.run_dir} holds the runs of ./params.yaml (dvc repro); this config "
+                      f"differs, so its artifacts go to {keyed.run_dir}[/]")
+        cfg = keyed
     results = run_all(cfg, on_stage, force=force, config_path=config_path, overrides=overrides)
     p = paths(cfg)
     summary = json.loads((p.root / "summary.json").read_text())

@@ -11,6 +11,7 @@ Which DVC project runs it:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -51,6 +52,17 @@ def _root_project(cfg: Config, config_path: str | Path | None, overrides: dict |
         raise ValueError(f"run_dir {cfg.run_dir} belongs to ./dvc.yaml (params.yaml); a run with another config "
                          "or --set overrides needs its own run_dir, e.g. --set run_dir=runs/mine")
     return None
+
+
+def keyed_run_dir(cfg: Config, config_path: str | Path | None, overrides: dict | None) -> Config:
+    """A run that is not exactly ./params.yaml but would write into its run dir (``make run ARGS="--set ..."``)
+    gets a run dir of its own, named after its config, so it never overwrites the outputs ``dvc repro`` owns."""
+    try:
+        _root_project(cfg, config_path, overrides)
+        return cfg
+    except ValueError:
+        digest = hashlib.sha256(json.dumps(cfg.model_dump(mode="json", by_alias=True), sort_keys=True).encode())
+        return cfg.model_copy(update={"run_dir": f"{cfg.run_dir.rstrip('/')}-{digest.hexdigest()[:8]}"})
 
 
 def run_project(cfg: Config) -> Path:
