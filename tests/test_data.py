@@ -58,3 +58,86 @@ def test_wrong_path_schema_error(tmp_path):
                              "gold_answer": "1", "generator": "g"}) + "\n")
     with pytest.raises(DataError, match=r"wrong\.jsonl:1: field 'path'"):
         read_jsonl(f, WrongPath)
+
+
+def test_svamp_is_bundled_and_its_equations_grade_correct():
+    from lema.answers import is_correct
+
+    problems = load_split("svamp/test", data_dir=DATA)
+    assert len(problems) == 1000 and len({p.id for p in problems}) == 1000
+    p = problems[0]
+    assert p.task == "gsm8k" and p.gold_answer == "145" and p.question.endswith("How big is each group of bananas?")
+    assert all(is_correct(p.gold_solution, p.gold_answer, "gsm8k") for p in problems)  # "( 290.0 / 2.0 ) = 145.0"
+
+
+def _spec(**kw):
+    from lema.config import EvalSetConfig
+
+    return EvalSetConfig.model_validate(kw)
+
+
+def test_user_jsonl_set_with_field_mapping(tmp_path):
+    from lema.data import load_eval_set
+
+    f = tmp_path / "mine.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in [
+        {"uid": 7, "ctx": "Ann has 3 apples.", "ask": "How many after buying 1,000 more?", "target": "1,003",
+         "difficulty": 2, "topic": "add"},
+        {"uid": 8, "ctx": "Bo has 2.5 kg.", "ask": "Double it?", "target": 5.0, "difficulty": 1, "topic": "mul"},
+    ]) + "\n")
+    spec = _spec(path=str(f), fields={"question": ["ctx", "ask"], "answer": "target", "id": "uid",
+                                      "level": "difficulty", "subject": "topic"}, answer_type="numeric")
+    ps = load_eval_set("mine", spec)
+    assert [(p.id, p.task, p.gold_answer, p.level, p.subject) for p in ps] == [
+        ("mine-7", "gsm8k", "1003", "2", "add"), ("mine-8", "gsm8k", "5", "1", "mul")]
+    assert ps[0].question == "Ann has 3 apples. How many after buying 1,000 more?"
+    assert len(load_eval_set("mine", spec.model_copy(update={"limit": 1}))) == 1
+    assert len(load_eval_set("mine", spec.model_copy(update={"limit": 1}), full=True)) == 2
+
+    latex = tmp_path / "tex.jsonl"
+    latex.write_text(json.dumps({"problem": "Half of one?", "solution": "So \\boxed{\\frac{1}{2}}."}) + "\n")
+    (p,) = load_eval_set("tex", _spec(path=str(latex), fields={"question": "problem", "answer": "solution"},
+                                      answer_type="latex"))
+    assert p.task == "math" and p.gold_answer == "\\frac{1}{2}" and p.id.startswith("tex-")
+
+
+@pytest.mark.parametrize("rows,match", [
+    ([{"q": "x?", "a": 1}, {"q": "y?"}], r"mine\.jsonl:2: field 'a': missing \(declared as the answer field\)"),
+    ([{"q": "x?", "a": "seven"}], r"mine\.jsonl:1: field 'a': no number in 'seven'"),
+    ([{"q": "", "a": 1}], r"mine\.jsonl:1: field 'q': expected non-empty text"),
+    ([{"q": "x?", "a": True}], r"mine\.jsonl:1: field 'a': expected a number"),
+])
+def test_user_set_errors_name_file_line_and_field(tmp_path, rows, match):
+    from lema.data import load_eval_set
+
+    f = tmp_path / "mine.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=match):
+        load_eval_set("mine", _spec(path=str(f), fields={"question": "q", "answer": "a"}))
+
+
+def test_eval_sets_config_keeps_the_short_form_and_accepts_declared_sets(tmp_path):
+    from pydantic import ValidationError
+
+    from lema.config import DataConfig, EvalSetConfig
+
+    cfg = DataConfig.model_validate({"eval_sets": {"gsm8k/test": 200, "svamp/test": None,
+                                                   "mine": {"path": "x.jsonl", "fields": {"answer": "y"}}}})
+    assert cfg.eval_sets["gsm8k/test"] == 200 and cfg.eval_sets["svamp/test"] is None
+    assert isinstance(cfg.eval_sets["mine"], EvalSetConfig) and cfg.eval_sets["mine"].fields.answer == "y"
+    with pytest.raises(ValidationError, match="exactly one of 'path'"):
+        DataConfig.model_validate({"eval_sets": {"mine": {"fields": {"answer": "y"}}}})
+    with pytest.raises(ValidationError, match="answer_typo"):
+        DataConfig.model_validate({"eval_sets": {"mine": {"path": "x", "answer_typo": "latex"}}})
+
+
+def test_paper_eval_config_evaluates_the_full_sets():
+    from lema import pipeline as pl
+    from lema.config import load_config
+
+    from .conftest import ROOT
+
+    cfg = load_config(ROOT / "configs" / "paper-eval.yaml", {"data.dir": str(DATA)})
+    sets = pl.eval_sets(cfg)
+    assert {k: len(v) for k, v in sets.items()} == {"gsm8k/test": 1319, "math500/test": 500, "svamp/test": 1000}
+    assert cfg.evaluate.max_tokens >= 512 and cfg.evaluate.samples == 0

@@ -3,8 +3,8 @@
 import pytest
 from scipy.stats import binomtest
 
-from lema.promote import decide
-from lema.stats import compare_paired, mcnemar_exact, paired_bootstrap, wilson
+from lema.promote import decide, format_decision
+from lema.stats import compare_paired, mcnemar_exact, min_detectable_difference, paired_bootstrap, wilson
 
 
 def outcomes(pairs):
@@ -46,9 +46,40 @@ def test_worse_is_never_promoted_and_only_shared_questions_count():
     assert not d.promote and "not better" in d.reason and d.n == 15
 
 
-def test_first_model_becomes_champion():
+def test_first_model_becomes_champion_with_no_statistics():
     d = decide(None, {"a": True, "b": False})
-    assert d.promote and d.reason == "no current champion"
+    assert d.promote and d.reason == "no current champion" and not d.compared
+    assert (d.n, d.diff, d.p_value, d.ci95, d.wins, d.losses, d.mdd) == (None,) * 7
+    text = format_decision(d)
+    assert "first version" in text and "no statistics" in text and "McNemar" not in text
+
+
+def test_a_champion_without_rows_is_not_compared():
+    d = decide({}, {"a": True}, against="v3")
+    assert not d.promote and not d.compared and "v3 has no evaluation rows" in d.reason
+    assert "first version" not in format_decision(d)
+
+
+def test_significant_p_but_interval_touching_zero_is_not_promoted(monkeypatch):
+    import lema.promote as promote
+
+    champ, chall = outcomes([(False, True)] * 12 + [(True, True)] * 30 + [(True, False)])
+    monkeypatch.setattr(promote, "compare_paired", lambda a, b, seed, alpha: {
+        "n": 43, "diff": 11 / 43, "wins": 12, "losses": 1, "p_mcnemar": 0.003, "ci95": [0.0, 0.4], "mdd": 0.14})
+    d = promote.decide(champ, chall)
+    assert not d.promote and "interval includes 0" in d.reason
+
+
+def test_minimum_detectable_difference():
+    # 6 one-sided discordant pairs are the fewest exact McNemar calls significant at 0.05 (p=2/64)
+    assert mcnemar_exact(6, 0) < 0.05 <= mcnemar_exact(5, 0)
+    assert min_detectable_difference(100, 0) == pytest.approx(0.06)
+    assert min_detectable_difference(5, 0) is None            # too few questions for any difference
+    # more discordant pairs need a bigger net difference: 20 discordant -> 15 vs 5 (p=0.041), 14 vs 6 is not
+    assert mcnemar_exact(15, 5) < 0.05 <= mcnemar_exact(14, 6)
+    assert min_detectable_difference(100, 20) == pytest.approx(0.10)
+    d = decide(*outcomes([(False, True)] * 12 + [(True, True)] * 30 + [(False, False)] * 20 + [(True, False)]))
+    assert d.mdd == pytest.approx(min_detectable_difference(63, 13)) and f"{100 * d.mdd:.1f} pts" in format_decision(d)
 
 
 def test_bootstrap_interval_and_wilson():

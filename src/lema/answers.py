@@ -4,11 +4,18 @@ Extraction is deliberately tolerant: it must work on outputs of models we did
 not train (markdown, ``\\boxed{}``, "#### 72", "Final Answer: ..."), because
 users grade other models' files with ``lema grade``.  MATH equivalence goes
 through ``math-verify`` (symbolic), behind a cheap normalised-string check.
+
+Numeric rule (GSM8K, SVAMP, any ``answer_type: numeric`` set): numbers are read
+as exact fractions, so integers and finite decimals must be *equal* ("1,379,134"
+is not 1,379,135; "3.50" is 3.5).  The one tolerance: when the prediction is a
+non-terminating fraction (1/3, 2/7) and the gold is a finite decimal, the gold
+is taken to be that value rounded, and they match when rounding the prediction
+half-up to the gold's number of decimal places gives the gold (1/3 vs 0.33
+or 0.333, never vs 0.34).  A decimal prediction is never rounded to match.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from fractions import Fraction
 
@@ -45,7 +52,8 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def _clean_number(raw: str, denom: str | None = None) -> str | None:
+def parse_number(raw: str, denom: str | None = None) -> Fraction | None:
+    """Exact value of one number as written ("-$1,200.50", "3", "0.5") optionally over a denominator."""
     s = raw.replace("−", "-").replace("$", "").replace(",", "").replace(" ", "")
     neg = s.count("-") % 2 == 1
     s = s.replace("-", "")
@@ -59,21 +67,40 @@ def _clean_number(raw: str, denom: str | None = None) -> str | None:
             value /= int(denom)
     except (ValueError, ZeroDivisionError):
         return None
-    if neg:
-        value = -value
-    return _format_fraction(value)
+    return -value if neg else value
 
 
-def _format_fraction(value: Fraction) -> str:
-    if value.denominator == 1:
+def _clean_number(raw: str, denom: str | None = None) -> str | None:
+    value = parse_number(raw, denom)
+    return None if value is None else format_number(value)
+
+
+def _terminating_places(den: int) -> int | None:
+    """Decimal places needed to write 1/den exactly, or None when it never terminates."""
+    twos = fives = 0
+    while den % 2 == 0:
+        den //= 2
+        twos += 1
+    while den % 5 == 0:
+        den //= 5
+        fives += 1
+    return max(twos, fives) if den == 1 else None
+
+
+def format_number(value: Fraction) -> str:
+    """Exact canonical text: "72", "-3.5", "0.0000001", or "1/3" when no finite decimal exists."""
+    places = _terminating_places(value.denominator)
+    if places is None:
+        return f"{value.numerator}/{value.denominator}"
+    if places == 0:
         return str(value.numerator)
-    f = float(value)
-    text = f"{f:.6f}".rstrip("0").rstrip(".")
-    return text if text not in ("-0", "") else "0"
+    scaled = abs(value.numerator) * 10**places // value.denominator
+    digits = str(scaled).rjust(places + 1, "0")
+    return ("-" if value < 0 else "") + digits[:-places] + "." + digits[-places:]
 
 
 def numbers_in(text: str) -> list[str]:
-    """All numbers in prose, normalised ("$1,200.50" -> "1200.5", "3/4" -> "0.75")."""
+    """All numbers in prose, normalised exactly ("$1,200.50" -> "1200.5", "3/4" -> "0.75", "1/3" -> "1/3")."""
     out = []
     for m in _NUM_RE.finditer(text):
         value = _clean_number(m.group(1), m.group(2))
@@ -177,6 +204,20 @@ def _math_verify_equal(pred: str, gold: str, timeout: int) -> bool:
         return False
 
 
+def math_verify_grade(text: str, gold: str, timeout: int = 5) -> bool:
+    """math-verify's own verdict on a whole solution text (its extraction, its equivalence): the
+    second opinion the evaluation audit compares lema's grading with."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    try:
+        g = parse(f"\\boxed{{{gold}}}", extraction_config=[LatexExtractionConfig(boxed_match_priority=0),
+                                                           ExprExtractionConfig()], parsing_timeout=timeout)
+        p = parse(text, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()], parsing_timeout=timeout)
+        return bool(g and p and verify(g, p, timeout_seconds=timeout))
+    except Exception:  # same policy as _math_verify_equal: an exception is "not shown equal"
+        return False
+
+
 def answers_equal(pred: str | None, gold: str, task: str, timeout: int = 5) -> bool:
     if pred is None:
         return False
@@ -184,11 +225,30 @@ def answers_equal(pred: str | None, gold: str, task: str, timeout: int = 5) -> b
         p, g = _clean_or_none(pred), _clean_or_none(gold)
         if p is None or g is None:
             return pred.strip() == gold.strip()
-        fp, fg = float(Fraction(p)), float(Fraction(g))
-        return math.isclose(fp, fg, rel_tol=1e-6, abs_tol=1e-6)
+        return numbers_equal(_as_fraction(p), _as_fraction(g), gold_places(g))
     if normalize_math(pred) == normalize_math(gold):
         return True
     return _math_verify_equal(pred, gold, timeout)
+
+
+def _as_fraction(canonical: str) -> Fraction:
+    return Fraction(canonical)  # Fraction reads both "0.75" and "1/3" exactly
+
+
+def gold_places(canonical: str) -> int:
+    """Decimal places the gold is written with ("0.33" -> 2); 0 for integers and fractions."""
+    return len(canonical.split(".", 1)[1]) if "." in canonical else 0
+
+
+def numbers_equal(pred: Fraction, gold: Fraction, places: int) -> bool:
+    """The numeric rule (module docstring): exact, except a non-terminating prediction vs a rounded gold."""
+    if pred == gold:
+        return True
+    if places == 0 or _terminating_places(pred.denominator) is not None:
+        return False
+    scale = 10**places
+    rounded = Fraction(int(abs(pred) * scale + Fraction(1, 2)), scale)
+    return (rounded if pred >= 0 else -rounded) == gold
 
 
 def _clean_or_none(s: str) -> str | None:

@@ -12,11 +12,39 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class EvalFields(_Strict):
+    """Which fields of a user's rows hold what (a list of fields for `question` is joined with spaces)."""
+
+    question: str | list[str] = "question"
+    answer: str = "answer"
+    id: str | None = None
+    level: str | None = None
+    subject: str | None = None
+
+
+class EvalSetConfig(_Strict):
+    """A bring-your-own evaluation set: a local JSONL file, or a hub dataset for users with a network."""
+
+    path: str | None = None
+    hub: str | None = None
+    hub_config: str | None = None
+    split: str = "test"
+    fields: EvalFields = EvalFields()
+    answer_type: Literal["numeric", "latex"] = "numeric"  # numeric: graded by the exact number rule
+    limit: int | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("an evaluation set needs exactly one of 'path' (local JSONL) or 'hub' (dataset id)")
+        return self
 
 
 class DataConfig(_Strict):
@@ -24,7 +52,8 @@ class DataConfig(_Strict):
     dir: str = "data"
     train_tasks: list[Literal["gsm8k", "math"]] = ["gsm8k"]
     train_limit: int | None = 300
-    eval_sets: dict[str, int | None] = {"gsm8k/test": 200, "math500/test": 50}
+    # bundled split -> subset size (None = all), or name -> EvalSetConfig for a user's own set
+    eval_sets: dict[str, int | None | EvalSetConfig] = {"gsm8k/test": 200, "math500/test": 50}
 
 
 class BaseModelConfig(_Strict):

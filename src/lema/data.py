@@ -3,17 +3,26 @@
 Bundled copies (``data/``) are the default because this machine has no hub;
 ``source: hub`` loads the same sets with ``datasets.load_dataset`` for users
 with a network.  MATH: train on the 4,500 test problems outside MATH500,
-evaluate on MATH500 (the PRM800K split), never the reverse.
+evaluate on MATH500 (the PRM800K split), never the reverse.  SVAMP is a bundled
+out-of-distribution evaluation set (never training data).  Users' own sets
+(``EvalSetConfig``: a JSONL file or hub dataset with a declared field mapping)
+become the same ``Problem`` records, numeric ones graded like GSM8K, LaTeX ones
+like MATH.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Iterable
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
-from .answers import gsm8k_gold, last_boxed
+from .answers import format_number, gsm8k_gold, last_boxed, numbers_in
+from .config import EvalFields, EvalSetConfig
 from .jsonl import DataError, iter_jsonl
 from .records import Problem
 
@@ -21,6 +30,15 @@ from .records import Problem
 class _GSM8KRow(BaseModel):
     question: str
     answer: str
+
+
+class _SvampRow(BaseModel):
+    ID: str
+    Body: str
+    Question: str
+    Equation: str
+    Answer: float
+    Type: str | None = None
 
 
 class _MathRow(BaseModel):
@@ -41,7 +59,7 @@ HUB = {
     "math500": ("HuggingFaceH4/MATH-500", None),
 }
 
-SPLITS = ("gsm8k/train", "gsm8k/test", "math/train", "math500/test", "math/test")
+SPLITS = ("gsm8k/train", "gsm8k/test", "math/train", "math500/test", "math/test", "svamp/test")
 
 
 def _qid(task: str, text: str) -> str:
@@ -86,6 +104,11 @@ def load_bundled(split: str, data_dir: str | Path = "data") -> list[Problem]:
     if split == "math500/test":
         path = d / "math500/test.jsonl"
         return _math(_enumerate_file(path, _MathRow), str(path))
+    if split == "svamp/test":
+        path = d / "svamp/test.jsonl"
+        return [Problem(id=f"svamp-{r.ID}", task="gsm8k", question=f"{r.Body.strip()} {r.Question.strip()}",
+                        gold_solution=f"{r.Equation} = {r.Answer}", gold_answer=numeric_gold(r.Answer), subject=r.Type)
+                for r in iter_jsonl(path, _SvampRow)]
     if split in ("math/test", "math/train"):
         path = d / "math/test.jsonl"
         problems = _math(_enumerate_file(path, _MathRow), str(path))
@@ -115,5 +138,116 @@ def load_hub(split: str) -> list[Problem]:  # pragma: no cover - needs a network
 
 def load_split(split: str, source: str = "bundled", data_dir: str | Path = "data",
                limit: int | None = None) -> list[Problem]:
-    problems = load_hub(split) if source == "hub" else load_bundled(split, data_dir)
+    # SVAMP has no hub copy with the same content: it is always read from the bundled file.
+    problems = load_hub(split) if source == "hub" and split in _HUB_SPLITS else load_bundled(split, data_dir)
     return problems[:limit] if limit is not None else problems
+
+
+_HUB_SPLITS = ("gsm8k/train", "gsm8k/test", "math/train", "math500/test", "math/test")
+
+
+def numeric_gold(value: Any) -> str:
+    """Exact canonical text of a numeric gold: 145.0 -> "145", "1,200" -> "1200", "#### 72" -> "72"."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return format_number(Fraction(repr(value)) if isinstance(value, float) else Fraction(value))
+    if not isinstance(value, str):
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    text = gsm8k_gold(value) if "####" in value else value
+    nums = numbers_in(text)
+    if not nums:
+        raise ValueError(f"no number in {value[:60]!r}")
+    return nums[0]
+
+
+def _field(row: dict, name: str, where: str, role: str) -> Any:
+    if name not in row:
+        raise DataError(f"{where}: field '{name}': missing (declared as the {role} field)")
+    return row[name]
+
+
+def problems_from_rows(rows: Iterable[tuple[int, dict]], name: str, spec: EvalSetConfig, where: str) -> list[Problem]:
+    """User rows -> Problems through the declared field mapping; errors name file, line and field."""
+    f: EvalFields = spec.fields
+    task = "gsm8k" if spec.answer_type == "numeric" else "math"
+    q_fields = [f.question] if isinstance(f.question, str) else f.question
+    out, seen = [], set()
+    for lineno, row in rows:
+        at = f"{where}:{lineno}"
+        parts = []
+        for q in q_fields:
+            v = _field(row, q, at, "question")
+            if not isinstance(v, str) or not v.strip():
+                raise DataError(f"{at}: field '{q}': expected non-empty text, got {v!r}"[:300])
+            parts.append(v.strip())
+        raw = _field(row, f.answer, at, "answer")
+        try:
+            if spec.answer_type == "numeric":
+                gold = numeric_gold(raw)
+            else:
+                if not isinstance(raw, (str, int, float)) or isinstance(raw, bool) or not str(raw).strip():
+                    raise ValueError(f"expected a LaTeX answer, got {raw!r}")
+                raw = str(raw)
+                gold = (last_boxed(raw) or raw).strip() if "\\boxed" in raw else raw.strip()
+        except ValueError as e:
+            raise DataError(f"{at}: field '{f.answer}': {e}") from None
+        ident = str(_field(row, f.id, at, "id")) if f.id else None
+        question = " ".join(parts)
+        qid = f"{name}-{ident}" if ident else _qid(name, question)
+        if qid in seen:
+            raise DataError(f"{at}: field '{f.id or f.question}': duplicate question id {qid!r}")
+        seen.add(qid)
+        level = _field(row, f.level, at, "level") if f.level else None
+        subject = _field(row, f.subject, at, "subject") if f.subject else None
+        out.append(Problem(id=qid, task=task, question=question, gold_solution=str(raw), gold_answer=gold,
+                           level=None if level is None else str(level), subject=None if subject is None else str(subject)))
+    return out
+
+
+def _raw_rows(path: Path) -> Iterable[tuple[int, dict]]:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: broken JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def load_custom(name: str, spec: EvalSetConfig) -> list[Problem]:
+    """A user's evaluation set from its JSONL file (or the hub), limited to `spec.limit` rows."""
+    if spec.path is not None:
+        problems = problems_from_rows(_raw_rows(Path(spec.path)), name, spec, spec.path)
+    else:  # pragma: no cover - needs a network
+        from datasets import load_dataset
+
+        ds = load_dataset(spec.hub, spec.hub_config, split=spec.split)
+        problems = problems_from_rows(((i, dict(r)) for i, r in enumerate(ds, 1)), name, spec,
+                                      f"hub:{spec.hub}/{spec.split}")
+    if not problems:
+        raise DataError(f"{spec.path or spec.hub}: evaluation set {name!r} has no rows")
+    return problems[: spec.limit] if spec.limit is not None else problems
+
+
+def load_eval_set(name: str, spec: int | None | EvalSetConfig, source: str = "bundled",
+                  data_dir: str | Path = "data", full: bool = False) -> list[Problem]:
+    """One entry of `data.eval_sets`: a bundled split with a subset size, or a user's declared set."""
+    if isinstance(spec, EvalSetConfig):
+        return load_custom(name, spec.model_copy(update={"limit": None}) if full else spec)
+    return load_split(name, source, data_dir, None if full else spec)
+
+
+def eval_set_file(name: str, spec: int | None | EvalSetConfig, data_dir: str | Path = "data") -> Path | None:
+    """The local file an evaluation set is read from (for data hashes); None for hub sets."""
+    if isinstance(spec, EvalSetConfig):
+        return Path(spec.path) if spec.path else None
+    return Path(data_dir) / f"{name}.jsonl"

@@ -1,7 +1,10 @@
-"""Evaluate stage: greedy pass@1 on GSM8K test and MATH500 (subsets by config).
+"""Evaluate stage: greedy pass@1 (plus maj@k / pass@k on request) on every
+configured set: GSM8K test, MATH500, SVAMP and users' own sets.
 
 Every row is saved; outputs with no extractable answer are counted apart
 from wrong answers, since they point at a format problem, not a math one.
+LaTeX-answer rows are also graded by math-verify on its own; where the two
+graders disagree the row is counted and saved for audit.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from .answers import answers_equal, extract_answer
+from .answers import answers_equal, extract_answer, math_verify_grade
 from .generate import Backend, Sampling
 from .jsonl import write_json, write_jsonl
 from .prompts import cot_prompt
@@ -54,6 +57,9 @@ def evaluate(backend: Backend, model_name: str, sets: dict[str, list[Problem]], 
                           gold_answer=p.gold_answer, prediction=text, pred_answer=pred,
                           extracted=pred is not None, correct=answers_equal(pred, p.gold_answer, p.task),
                           level=p.level, subject=p.subject, prompt_hash=template.hash(shots))
+            if p.task == "math":  # audit: math-verify grading the whole text on its own
+                row.math_verify_correct = math_verify_grade(text, p.gold_answer)
+                row.grader_disagreement = row.math_verify_correct != row.correct
             if more:
                 answers = [extract_answer(c.text, p.task) for c in more]
                 hits = [answers_equal(a, p.gold_answer, p.task) for a in answers]
@@ -79,6 +85,8 @@ def summarize(rows: list[EvalRow]) -> dict[str, dict]:
              "no_answer": sum(not r.extracted for r in rs),
              "wrong_answer": sum(r.extracted and not r.correct for r in rs)}
         extra = [r.model_extra or {} for r in rs]
+        if any(r.grader_disagreement is not None for r in rs):
+            m["grader_disagreements"] = sum(bool(r.grader_disagreement) for r in rs)
         if n and all("maj_correct" in e for e in extra):
             k = len(extra[0]["sample_answers"])
             m[f"maj@{k}"] = sum(e["maj_correct"] for e in extra) / n
@@ -106,8 +114,11 @@ def run_evaluate(backend: Backend, model_name: str, sets: dict[str, list[Problem
     write_jsonl(out / "rows.jsonl", rows)
     metrics = summarize(rows)
     write_json(out / "metrics.json", metrics)
+    # Rows where lema's grading and math-verify's disagree, kept for a human to judge.
+    write_jsonl(out / "disagreements.jsonl", [r for r in rows if r.grader_disagreement])
     report = StageReport(stage=f"evaluate:{model_name}", n_in=sum(len(v) for v in sets.values()), n_out=len(rows),
                          seconds=time.time() - t0, details={"metrics": metrics},
-                         outputs={"rows": str(out / "rows.jsonl"), "metrics": str(out / "metrics.json")})
+                         outputs={"rows": str(out / "rows.jsonl"), "metrics": str(out / "metrics.json"),
+                                  "disagreements": str(out / "disagreements.jsonl")})
     write_json(out / "report.json", report)
     return report

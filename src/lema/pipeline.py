@@ -71,10 +71,10 @@ def train_problems(cfg: Config, limit: int | None):
 
 def eval_sets(cfg: Config, full: bool = False):
     """Evaluation problems per set; `full` ignores the configured subset sizes (for leakage checks)."""
-    from .data import load_split
+    from .data import load_eval_set
 
-    return {name: load_split(name, cfg.data.source, cfg.data.dir, None if full else limit)
-            for name, limit in cfg.data.eval_sets.items()}
+    return {name: load_eval_set(name, spec, cfg.data.source, cfg.data.dir, full)
+            for name, spec in cfg.data.eval_sets.items()}
 
 
 # ---- stages -----------------------------------------------------------------
@@ -221,8 +221,12 @@ def data_version(cfg: Config) -> str:
         h.update(lock.read_bytes())
     for f in (p.sft / "cot.jsonl", p.sft / "lema.jsonl"):
         _file_digest(f, h)
-    for name in cfg.data.eval_sets:
-        _file_digest(Path(cfg.data.dir) / f"{name}.jsonl", h)
+    from .data import eval_set_file
+
+    for name, spec in cfg.data.eval_sets.items():
+        f = eval_set_file(name, spec, cfg.data.dir)
+        if f is not None:
+            _file_digest(f, h)
     return h.hexdigest()[:16]
 
 

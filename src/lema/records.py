@@ -91,6 +91,8 @@ class EvalRow(Record):
     level: str | None = None
     subject: str | None = None
     prompt_hash: str | None = None
+    math_verify_correct: bool | None = None  # LaTeX sets: math-verify's verdict on the whole text (audit)
+    grader_disagreement: bool | None = None  # it differs from `correct`; such rows go to disagreements.jsonl
 
 
 class Quarantined(Record):

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .promote import Decision, decide
+from .promote import Decision, decide, format_decision
 from .records import StageReport
 
 SECRET_MARKERS = ("key", "token", "secret", "password")
@@ -132,15 +132,30 @@ def model_card(name: str, version: str, cand: dict, decision: Decision, tags: di
         lines.append(f"| {s} | {m['n']} | {m['correct']} | {100 * m['accuracy']:.1f}% | {m.get('no_answer', 0)} |")
     lines += ["", "## Promotion", "", f"- decision: **{'champion' if decision.promote else 'challenger'}**",
               f"- reason: {decision.reason}",
-              f"- paired on {decision.n} questions: {decision.wins} wins, {decision.losses} losses, "
-              f"difference {100 * decision.diff:+.1f} pts, 95% CI [{100 * decision.ci95[0]:+.1f}, "
-              f"{100 * decision.ci95[1]:+.1f}], exact McNemar p = {decision.p_value:.3g}",
+              f"- {format_decision(decision)}",
               "", "## Provenance", ""] + [f"- {k}: `{v}`" for k, v in sorted(tags.items())]
     train = params.get("train", {})
     lines += ["", "## Training", "", f"- base model: `{train.get('model')}`", f"- epochs: {train.get('epochs')}, "
               f"learning rate: {train.get('learning_rate')}, LoRA: {train.get('lora', {}).get('enabled')}",
               "", "## Limits", "", "Evaluated on the subsets named above; accuracy on other distributions is unknown."]
     return "\n".join(lines) + "\n"
+
+
+def promotion_tags(decision: Decision, metric: str) -> dict[str, str]:
+    """Version tags for a decision; a first version gets no statistic tags at all, only that none were made."""
+    tags = {"promotion.decision": "champion" if decision.promote else "challenger",
+            "promotion.reason": decision.reason, "promotion.metric": metric,
+            "promotion.against": decision.against or "none",
+            "promotion.compared": "true" if decision.compared else "false (first version)" if decision.promote
+            else "false",
+            "promotion.summary": format_decision(decision)[:5000]}
+    if decision.compared:
+        tags |= {"promotion.p_value": f"{decision.p_value:.6g}", "promotion.diff": f"{decision.diff:.4f}",
+                 "promotion.ci95": f"[{decision.ci95[0]:.4f}, {decision.ci95[1]:.4f}]",
+                 "promotion.n": str(decision.n), "promotion.wins": str(decision.wins),
+                 "promotion.losses": str(decision.losses),
+                 "promotion.mdd": "none" if decision.mdd is None else f"{decision.mdd:.4f}"}
+    return tags
 
 
 def register_models(candidates: list[dict[str, Any]], *, uri: str, experiment: str, model_name: str,
@@ -204,18 +219,11 @@ def _register(candidates, *, uri, experiment, model_name, primary_metric, params
     champ_version, champ_rows = _champion_outcomes(client, model_name, primary_metric, set(versions.values()))
     best_rows = outcomes(best["rows"], primary_metric) if best.get("rows") else {}
     decision = decide(champ_rows if champ_version else None, best_rows, alpha=alpha, min_questions=min_questions,
-                      seed=seed)
-    if champ_version and not champ_rows:
-        decision = Decision(False, f"champion v{champ_version} has no evaluation rows to compare with", 0, 0.0,
-                            1.0, (0.0, 0.0), 0, 0)
+                      seed=seed, against=f"v{champ_version}" if champ_version else None)
     version = versions[best["name"]]
     client.set_registered_model_alias(model_name, "champion" if decision.promote else "challenger", version)
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    history = {"promotion.decision": "champion" if decision.promote else "challenger",
-               "promotion.reason": decision.reason, "promotion.at": now,
-               "promotion.against": f"v{champ_version}" if champ_version else "none",
-               "promotion.p_value": f"{decision.p_value:.4g}", "promotion.diff": f"{decision.diff:.4f}",
-               "promotion.ci95": f"[{decision.ci95[0]:.4f}, {decision.ci95[1]:.4f}]", "promotion.metric": primary_metric}
+    history = promotion_tags(decision, primary_metric)
+    history["promotion.at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for k, v in history.items():
         client.set_model_version_tag(model_name, version, k, v)
     for c in candidates:

@@ -8,6 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .promote import format_decision
+
 
 def redact_uri(uri: str) -> str:
     """Hide credentials in URIs like postgresql://user:pass@host/db before showing them."""
@@ -164,23 +166,25 @@ def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, di
             lines.append(f"| {model} | {s} | {m['n']} | {m['correct']} | {100 * m['accuracy']:.1f}% | {m['no_answer']} |")
     if comparison:
         lines += ["", "## LeMa vs CoT-only (paired, same questions)", "",
-                  "| eval set | n | LeMa-only right | CoT-only right | difference | 95% bootstrap CI | exact McNemar p |",
-                  "|---|---:|---:|---:|---:|---|---:|"]
+                  "| eval set | n | LeMa-only right | CoT-only right | difference | 95% bootstrap CI | exact McNemar p "
+                  "| min. detectable difference |", "|---|---:|---:|---:|---:|---|---:|---:|"]
         lines += [f"| {k} | {v['n']} | {v['wins']} | {v['losses']} | {100 * v['diff']:+.1f} pts | "
-                  f"[{100 * v['ci95'][0]:+.1f}, {100 * v['ci95'][1]:+.1f}] | {v['p_mcnemar']:.3f} |"
+                  f"[{100 * v['ci95'][0]:+.1f}, {100 * v['ci95'][1]:+.1f}] | {v['p_mcnemar']:.4g} | "
+                  f"{_mdd_text(v.get('mdd'))} |"
                   for k, v in comparison.items()]
     if registry and "decision" in registry:
         d = registry["decision"]
         lines += ["", "## Registry and promotion", "", f"- tracking URI: `{redact_uri(registry['tracking_uri'])}`",
                   f"- model: `{registry['model_name']}`, versions {registry['versions']}",
-                  f"- candidate: **{registry['candidate']}** -> "
-                  f"**{'champion' if d['promote'] else 'challenger'}** ({d['reason']})",
-                  f"- against: {('v' + registry['previous_champion']) if registry.get('previous_champion') else 'no champion'}"
-                  f"; paired n={d['n']}, wins {d['wins']}, losses {d['losses']}, McNemar p={d['p_value']:.3g}"]
+                  f"- candidate: **{registry['candidate']}** -> {format_decision(d)}"]
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _mdd_text(mdd: float | None) -> str:
+    return "none at this n" if mdd is None else f"{100 * mdd:.1f} pts"
 
 
 def step_histogram(corrections) -> dict[int, int]:

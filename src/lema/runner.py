@@ -6,11 +6,13 @@ import json
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .config import Config
 from .orchestration.local import run_all
 from .pipeline import paths
+from .promote import format_decision
 from .report import redact_uri
 
 
@@ -63,10 +65,7 @@ def run_with_display(cfg: Config, force: bool = False, config_path=None, overrid
         verdict = "[bold green]promoted to champion[/]" if d["promote"] else "[bold yellow]kept as challenger[/]"
         console.print(f"Registry: model [bold]{reg['model_name']}[/] versions {reg['versions']} at "
                       f"{redact_uri(reg['tracking_uri'])}")
-        stats = ("" if not reg.get("previous_champion") else
-                 f"; paired n={d['n']}, diff {100 * d['diff']:+.1f} pts, 95% CI [{100 * d['ci95'][0]:+.1f}, "
-                 f"{100 * d['ci95'][1]:+.1f}], McNemar p={d['p_value']:.3g}")
         console.print(f"Promotion: {reg['candidate']} (v{reg['versions'][reg['candidate']]}) {verdict} - "
-                      f"{d['reason']}{stats}")
+                      f"{escape(format_decision(d))}")
     console.print(f"Artifacts: {p.root}/  Report: {summary['report']}  ({time.time() - t0:.0f}s)")
     return 0

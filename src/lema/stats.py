@@ -43,11 +43,32 @@ def paired_bootstrap(a: list[bool], b: list[bool], iters: int = 2000, seed: int 
     return diffs[int(0.025 * iters)], diffs[int(0.975 * iters) - 1]
 
 
-def compare_paired(a: list[bool], b: list[bool], seed: int = 0) -> dict:
-    """B vs A on the same questions: accuracy difference, discordant counts, McNemar p, bootstrap CI."""
+def min_detectable_difference(n: int, discordant: int, alpha: float = 0.05) -> float | None:
+    """Smallest accuracy difference k/n the exact McNemar test could call significant at `alpha`
+    on n paired questions with (at least) this many discordant pairs; None when no k <= n can.
+
+    With few discordant pairs every one of the k must go the same way (k >= 6 at alpha=0.05),
+    so a small n cannot detect small differences, whatever the data.
+    """
+    for k in range(1, n + 1):
+        total = max(discordant, k)
+        if (total - k) % 2:
+            total += 1
+        if total > n:
+            continue
+        wins = (total + k) // 2
+        if mcnemar_exact(wins, total - wins) < alpha:
+            return k / n
+    return None
+
+
+def compare_paired(a: list[bool], b: list[bool], seed: int = 0, alpha: float = 0.05) -> dict:
+    """B vs A on the same questions: accuracy difference, discordant counts, McNemar p, bootstrap CI,
+    minimum detectable difference."""
     b_only = sum(1 for x, y in zip(a, b) if y and not x)
     a_only = sum(1 for x, y in zip(a, b) if x and not y)
     lo, hi = paired_bootstrap(a, b, seed=seed)
     n = len(a)
     return {"n": n, "diff": (sum(b) - sum(a)) / n if n else 0.0, "wins": b_only, "losses": a_only,
-            "p_mcnemar": mcnemar_exact(b_only, a_only), "ci95": [lo, hi]}
+            "p_mcnemar": mcnemar_exact(b_only, a_only), "ci95": [lo, hi],
+            "mdd": min_detectable_difference(n, b_only + a_only, alpha)}
