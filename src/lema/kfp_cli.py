@@ -13,6 +13,8 @@ def resolved_config_text(config_path: str | Path, data_dir: str | None = None) -
 
     data = load_config(config_path).model_dump(mode="json", by_alias=True)
     data["train"].pop("recipe", None)
+    if data["rounds"] == 1:  # the default: left out, so the compiled default pipeline does not change
+        data.pop("rounds")
     if data_dir:
         data["data"]["dir"] = str(Path(data_dir).resolve())
     return json.dumps(data, sort_keys=True)
