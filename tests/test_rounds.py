@@ -168,3 +168,42 @@ def test_two_rounds_end_to_end_with_lineage(tmp_path):
                            env=env | {"COLUMNS": "200"}, capture_output=True, text=True)
     assert "round" in table.stdout and "parent" in table.stdout
     assert os.path.isdir(run_dir / "rounds" / "2" / "report")
+
+
+def _rows(tag: str, n: int):
+    from lema.records import Correction, SampledPath
+
+    base = dict(task="gsm8k", question=f"q {tag}", gold_solution="1+1=2\n#### 2", gold_answer="2", generator="g")
+    right = [SampledPath(id=f"{tag}-{i}", path="1+1=2", model="m", prompt_hash="h", sampling={}, sample_index=0,
+                         pred_answer="2", correct=True, **base) for i in range(n)]
+    valid = [Correction(id=f"{tag}-{i}", path="1+1=3", incorrect_step=1, explanation="e", corrected_solution="2",
+                        final_answer="2", correction="c", corrector="reference", **base) for i in range(n)]
+    return valid, right
+
+
+def test_kfp_pool_task_chains_rounds(tmp_path):
+    """The Kubeflow `pool` body through run_stage: round 2 pools round 1's validate and collect artifacts,
+    round 3 round 2's pool, in the order the local pool stage writes them."""
+    from lema.artifacts import run_stage
+    from lema.jsonl import read_jsonl, write_jsonl
+    from lema.kfp_cli import resolved_config_text
+    from lema.records import Correction, SampledPath
+
+    text = resolved_config_text(ROOT / "configs" / "tiny.yaml")
+    dirs = {}
+    for r in (1, 2, 3):
+        valid, right = _rows(f"r{r}", r)
+        dirs[r] = {"validate": tmp_path / f"v{r}", "collect": tmp_path / f"c{r}"}
+        write_jsonl(dirs[r]["validate"] / "valid.jsonl", valid)
+        write_jsonl(dirs[r]["collect"] / "right.jsonl", right)
+    pool2, pool3 = tmp_path / "pool2", tmp_path / "pool3"
+    run_stage("pool", text, {"prev_validate": str(dirs[1]["validate"]), "prev_collect": str(dirs[1]["collect"]),
+                             "validate": str(dirs[2]["validate"]), "collect": str(dirs[2]["collect"])},
+              {"pool": str(pool2)}, rnd=2)
+    run_stage("pool", text, {"prev_pool": str(pool2), "validate": str(dirs[3]["validate"]),
+                             "collect": str(dirs[3]["collect"])}, {"pool": str(pool3)}, rnd=3)
+    assert [c.id for c in read_jsonl(pool3 / "valid.jsonl", Correction)] == [
+        "r1-0", "r2-0", "r2-1", "r3-0", "r3-1", "r3-2"]
+    assert len(read_jsonl(pool3 / "right.jsonl", SampledPath)) == 6
+    report = json.loads((pool3 / "report.json").read_text())
+    assert report["details"] == {"round": 3, "corrections": 6, "right_paths": 6, "new_corrections": 3}

@@ -169,18 +169,19 @@ def stage_collect(cfg: Config, rnd: int = 1) -> StageReport:
 
 def stage_pool(cfg: Config, rnd: int) -> StageReport:
     """Every round's validated corrections and right paths so far: what round `rnd` trains on."""
-    from .records import SampledPath
     from .jsonl import write_jsonl
+    from .records import SampledPath
 
     prev, p = paths(cfg, rnd - 1), paths(cfg, rnd)
-    (prev_valid, prev_right), new = prev.cumulative(), (p.validate / "valid.jsonl", p.collect / "right.jsonl")
-    valid = read_jsonl(prev_valid, Correction) + read_jsonl(new[0], Correction)
-    right = read_jsonl(prev_right, SampledPath) + read_jsonl(new[1], SampledPath)
+    prev_valid, prev_right = prev.cumulative()
+    earlier = read_jsonl(prev_valid, Correction)
+    valid = earlier + read_jsonl(p.validate / "valid.jsonl", Correction)
+    right = read_jsonl(prev_right, SampledPath) + read_jsonl(p.collect / "right.jsonl", SampledPath)
     write_jsonl(p.pool / "valid.jsonl", valid)
     write_jsonl(p.pool / "right.jsonl", right)
     report = StageReport(stage="pool", n_in=len(valid) + len(right), n_out=len(valid),
                          details={"round": rnd, "corrections": len(valid), "right_paths": len(right),
-                                  "new_corrections": len(valid) - len(read_jsonl(prev_valid, Correction))},
+                                  "new_corrections": len(valid) - len(earlier)},
                          outputs={"valid": str(p.pool / "valid.jsonl"), "right": str(p.pool / "right.jsonl")})
     write_json(p.pool / "report.json", report)
     return report
@@ -215,7 +216,8 @@ def stage_build_sft(cfg: Config, rnd: int = 1) -> StageReport:
     p = paths(cfg, rnd)
     s = cfg.sft
     valid, right = p.cumulative()
-    return run_build_sft(train_problems(cfg, s.cot_limit), valid, right, p.sft, include_right_paths=s.include_right_paths,
+    return run_build_sft(train_problems(cfg, s.cot_limit), valid, right, p.sft,
+                         include_right_paths=s.include_right_paths,
                          correction_fraction=s.correction_fraction, cot_repeats=s.cot_repeats,
                          explanations=s.explanations, seed=cfg.seed)
 
@@ -340,7 +342,8 @@ def stage_report(cfg: Config, rnd: int = 1) -> StageReport:
                         step_histogram=step_histogram(corrections), losses=losses, stages=stages,
                         registry=registry, comparison=cmp)
     # Tabular copies for `dvc plots show`.
-    write_json(p.report / "funnel.json", {"funnel": [{"step": k, "rows": v} for k, v in funnel_counts(cfg, rnd).items()]})
+    funnel = funnel_counts(cfg, rnd)
+    write_json(p.report / "funnel.json", {"funnel": [{"step": k, "rows": v} for k, v in funnel.items()]})
     write_json(p.report / "accuracy.json", {"accuracy": [
         {"model": f"{v}:{s}", "accuracy": m["accuracy"]} for v, sets in metrics.items() for s, m in sets.items()]})
     summary = {"funnel": funnel_counts(cfg, rnd), "metrics": metrics, "comparison": cmp, "registry": registry,
