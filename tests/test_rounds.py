@@ -55,6 +55,9 @@ def test_declaration_expands_per_round():
 
 def test_dvc_yaml_for_rounds():
     from lema.orchestration.dvc import dump, render
+    from lema.stages import STAGES
+
+    assert all((ROOT / "src" / "lema" / f"{st.module}.py").exists() for st in STAGES)  # code deps exist
 
     one = render(_tiny())["stages"]
     stages = render(_tiny(rounds=2))["stages"]

@@ -42,7 +42,7 @@ def render(cfg: Config, *, root: bool = True, python: str | None = None) -> dict
         if st.data and cfg.data.source == "bundled":
             deps.append(data_dir)
         deps.append(_code_path(st.module, root))
-        if root:
+        if root and st.module != "pipeline":
             deps.append("src/lema/pipeline.py")
         if st.name in ("collect", "evaluate") and root:
             deps.append("src/lema/prompts")
