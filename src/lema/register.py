@@ -293,7 +293,7 @@ def download_champion(uri: str, model_name: str, dst: str | Path) -> dict[str, A
     if not (dst / "config.json").exists():
         raise ValueError(f"models:/{model_name}/{mv.version} has no Hugging Face model under model/")
     return {"model_uri": f"models:/{model_name}@champion", "version": str(mv.version), "run_id": mv.run_id,
-            "variant": mv.tags.get("variant"), "round": mv.tags.get("lema.round")}
+            "variant": mv.tags.get("variant"), "champion_round": mv.tags.get("lema.round")}
 
 
 def log_report(registry: dict, report_dir: str | Path) -> None:
