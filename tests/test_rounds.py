@@ -145,6 +145,7 @@ def test_two_rounds_end_to_end_with_lineage(tmp_path):
     champ = json.loads((two.generator / "report.json").read_text())["details"]
     reg1 = json.loads((one.register / "report.json").read_text())["details"]
     assert champ["model_uri"].endswith("@champion") and champ["version"] == reg1["versions"][reg1["candidate"]]
+    assert champ["round"] == 2 and champ["champion_round"] == "1"
     # round 2 sampled with that champion, on questions round 1 never saw
     p1, p2 = read_jsonl(one.collect / "paths.jsonl", SampledPath), read_jsonl(two.collect / "paths.jsonl", SampledPath)
     assert {p.model for p in p2} == {str(two.generator / "model")}
