@@ -69,6 +69,9 @@ def base_needed(cfg: Config) -> bool:
 
 
 BASE_DIR = "models/base"
+_REGISTER_DEPS = (tuple(f"eval/{v}/{f}" for v in VARIANTS for f in ("metrics.json", "rows.jsonl"))
+                  + tuple(f"train/{v}/model" for v in VARIANTS)
+                  + ("collect/report.json", "correct/report.json", "validate/report.json", "validate/ge_result.json"))
 
 STAGES: tuple[Stage, ...] = (
     Stage("base-model", pl.stage_base_model, "base_model", ("seed", "data.source", "data.dir", "base_model"),
@@ -108,14 +111,8 @@ STAGES: tuple[Stage, ...] = (
           gpu=True, memory="16G"),
     Stage("register", pl.stage_register, "register",
           ("seed", "data.source", "data.dir", "data.eval_sets", "register"), artifact="register",
-          deps=tuple(f"eval/{v}/{f}" for v in VARIANTS for f in ("metrics.json", "rows.jsonl"))
-          + tuple(f"train/{v}/model" for v in VARIANTS)
-          + ("collect/report.json", "correct/report.json", "validate/report.json", "validate/ge_result.json"),
-          metrics=("register/report.json",), data=True,
-          later_deps=tuple(f"eval/{v}/{f}" for v in VARIANTS for f in ("metrics.json", "rows.jsonl"))
-          + tuple(f"train/{v}/model" for v in VARIANTS)
-          + ("collect/report.json", "correct/report.json", "validate/report.json", "validate/ge_result.json",
-             "generator/report.json")),
+          deps=_REGISTER_DEPS, metrics=("register/report.json",), data=True,
+          later_deps=_REGISTER_DEPS + ("generator/report.json",)),  # the parent champion, for lineage tags
     Stage("report", pl.stage_report, "report", ("seed", "data.eval_sets"), artifact="report",
           deps=("register/report.json", "validate/valid.jsonl")
           + tuple(f"train/{v}/loss.json" for v in VARIANTS),
