@@ -33,8 +33,9 @@ def test_dvc_yaml_is_not_stale():
 
 def test_dvc_params_and_outs_are_the_declaration():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert list(dvc) == [st.name for st in STAGES]
-    for st in STAGES:
+    round_one = [st for st in STAGES if st.rounds != "later"]  # rounds: 1 (champion/pool come from round 2)
+    assert list(dvc) == [st.name for st in round_one]
+    for st in round_one:
         body = dvc[st.name]["do"] if st.variants else dvc[st.name]
         assert body["params"] == list(st.reads)
         assert body["cmd"].startswith(f"lema {st.name} --config params.yaml")

@@ -52,25 +52,28 @@ def _export(src: Path, dst: str | Path) -> None:
 
 def run_stage(stage: str, config_text: str, inputs: dict[str, str], outputs: dict[str, str],
               variant: str | None = None, shard: tuple[int, int] | None = None, generator: str = "",
-              cache_root: str = "") -> StageReport:
-    """Run one stage in a scratch run dir wired to artifact paths."""
+              cache_root: str = "", rnd: int = 1) -> StageReport:
+    """Run one stage in a scratch run dir wired to artifact paths.  `rnd` >= 2: artifact names are those of
+    that round (``prev_<name>`` for round rnd-1's), laid out where the round's stage functions read them."""
     with tempfile.TemporaryDirectory(prefix=f"lema-{stage}-") as tmp:
         cfg = config_from_text(config_text, tmp)
         if cfg.data.source == "bundled" and not Path(cfg.data.dir).is_absolute():
             cfg.data.dir = str(Path(os.environ.get("LEMA_HOME", ".")) / cfg.data.dir)
         p = pl.paths(cfg)
+        where = LOCATIONS if rnd == 1 else {n: (lambda p, rel=rel: p.root / rel)
+                                            for n, rel in artifact_locations(rnd).items()}
         for name, path in inputs.items():
-            _place(path, LOCATIONS[name](p))
-        report = _dispatch(stage, cfg, variant, shard, generator, cache_root)
+            _place(path, where[name](p))
+        report = _dispatch(stage, cfg, variant, shard, generator, cache_root, rnd)
         for name, path in outputs.items():
-            _export(LOCATIONS[name](p), path)
+            _export(where[name](p), path)
         return report
 
 
 def _dispatch(stage: str, cfg: Config, variant: str | None, shard: tuple[int, int] | None,
-              generator: str, cache_root: str = "") -> StageReport:
+              generator: str, cache_root: str = "", rnd: int = 1) -> StageReport:
     if stage == "collect" and (shard or generator):
-        return collect_shard(cfg, *(shard or (0, 1)), generator=generator)
+        return collect_shard(cfg, *(shard or (0, 1)), generator=generator, rnd=rnd)
     if stage == "correct":
         return correct_shard(cfg, *(shard or (0, 1)), cache_root=cache_root)
     if stage not in BY_NAME:
@@ -78,7 +81,7 @@ def _dispatch(stage: str, cfg: Config, variant: str | None, shard: tuple[int, in
     st = BY_NAME[stage]
     if bool(st.variants) != bool(variant) or (variant and variant not in st.variants):
         raise ValueError(f"stage {stage!r}: variant {variant!r} not in {st.variants}")
-    node = Instance(st, variant)
+    node = Instance(st, variant, rnd)
     report = node.run(cfg)
     write_json(cfg.run_path / node.report, report)
     return report
@@ -86,17 +89,17 @@ def _dispatch(stage: str, cfg: Config, variant: str | None, shard: tuple[int, in
 
 # ---- fan-out / fan-in ---------------------------------------------------------
 
-def collect_shard(cfg: Config, index: int, count: int, generator: str = "") -> StageReport:
+def collect_shard(cfg: Config, index: int, count: int, generator: str = "", rnd: int = 1) -> StageReport:
     """Collect on every count-th training question, starting at index (one generator, or all)."""
     from .collect import run_collect
 
-    problems = pl.train_problems(cfg, cfg.data.train_limit)[index::count]
-    gens = [g for g in cfg.generators if generator in ("", g.name)]
+    problems = pl.collect_problems(cfg, rnd)[index::count]
+    gens = [g for g in pl.round_generators(cfg, rnd) if generator in ("", g.name)]
     if not gens:
         raise ValueError(f"no generator named {generator!r} in the config")
     # seeds are per (generator, question), so any sharding samples the paths a local run samples
     return run_collect(problems, gens, pl.generator_backend(cfg), lambda m: pl.resolve_model(cfg, m),
-                       pl.paths(cfg).collect, seed=cfg.seed)
+                       pl.paths(cfg, rnd).collect, seed=cfg.seed)
 
 
 def merge_collect(shard_dirs: list[str], out_dir: str | Path) -> StageReport:

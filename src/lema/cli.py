@@ -45,12 +45,14 @@ def cmd_grade(args) -> int:
 def cmd_stage(args, cfg=None) -> int:
     """One node of the declared graph; its report lands where the declaration says (DVC tracks it)."""
     from .jsonl import write_json
-    from .stages import BY_NAME, Instance
+    from .stages import BY_NAME, Instance, in_round
 
     cfg = cfg or _config(args)
     stage = BY_NAME[args.command]
+    if not in_round(stage, args.round):
+        raise SystemExit(f"stage {stage.name} has no instance in round {args.round} (rounds: {stage.rounds})")
     for v in (args.variant or stage.variants) if stage.variants else (None,):
-        node = Instance(stage, v)
+        node = Instance(stage, v, args.round)
         report = node.run(cfg)
         write_json(cfg.run_path / node.report, report)
         _print_report(report)
@@ -152,10 +154,11 @@ def cmd_registry(args) -> int:
         print(json.dumps(rows))
         return 0
     table = Table(title=f"{cfg.register_.model_name}: promotion history")
-    for col in ("version", "variant", "aliases", "decision", "against", "p", "reason", "at"):
+    for col in ("version", "round", "parent", "variant", "aliases", "decision", "against", "p", "reason", "at"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["version"]), r["variant"] or "", ",".join(r["aliases"]), r["decision"] or "",
+        table.add_row(str(r["version"]), r.get("round") or "", r.get("parent") or "", r["variant"] or "",
+                      ",".join(r["aliases"]), r["decision"] or "",
                       r["against"] or "", r["p_value"] or "", r["reason"] or "", r["at"] or "")
     Console().print(table)
     return 0
@@ -184,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         p = with_config(sub.add_parser(st.name, help=(st.fn.__doc__ or f"run the {st.name} stage").split("\n")[0]))
         if st.variants:
             p.add_argument("--variant", action="append", choices=list(st.variants))
+        p.add_argument("--round", type=int, default=1, help="which round's instance (rounds: N in the config)")
         p.set_defaults(fn=cmd_stage, variant=None)
         parsers[st.name] = p
     v = parsers["validate"]  # ... which also validates any paths/sft file

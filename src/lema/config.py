@@ -219,6 +219,9 @@ class VLLMConfig(_Strict):
 class Config(_Strict):
     run_dir: str = "runs/default"
     seed: int = 1234
+    # LeMa in rounds: round r >= 2 samples with round r-1's registry champion on the next data.train_limit
+    # training questions and trains on all rounds' data (lema.stages expands the graph per round).
+    rounds: int = Field(1, ge=1)
     data: DataConfig = DataConfig()
     base_model: BaseModelConfig = BaseModelConfig()
     generators: list[GeneratorConfig] = Field(default_factory=lambda: [GeneratorConfig(name="base-t0.8")])
@@ -242,6 +245,13 @@ class Config(_Strict):
         if not v:
             raise ValueError("at least one generator is needed")
         return v
+
+    @model_validator(mode="after")
+    def _rounds_need_fresh_questions(self) -> "Config":
+        if self.rounds > 1 and self.data.train_limit is None:
+            raise ValueError("rounds > 1 needs data.train_limit: round r collects on training questions "
+                             "(r-1)*train_limit .. r*train_limit-1")
+        return self
 
     def section_hash(self, *sections: str) -> str:
         data = self.model_dump(mode="json", by_alias=True)

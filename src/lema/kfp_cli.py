@@ -14,6 +14,8 @@ def resolved_config_text(config_path: str | Path, data_dir: str | None = None) -
 
     data = load_config(config_path).model_dump(mode="json", by_alias=True)
     data["train"].pop("recipe", None)
+    if data["rounds"] == 1:  # the default: left out, so the compiled default pipeline does not change
+        data.pop("rounds")
     if data_dir:
         data["data"]["dir"] = str(Path(data_dir).resolve())
     return json.dumps(data, sort_keys=True)
@@ -44,7 +46,7 @@ def run_local(config_path: str | Path, pipeline_root: str | Path, num_shards: in
                raise_on_error=True)
     cache = Path(cache_root or Path(pipeline_root) / "cache").resolve()
     pipeline = build_pipeline(text, num_shards=num_shards, cache_root=str(cache))
-    # Tasks get the tracking URI from the environment (a cluster: the lema-mlflow config map); without one, a
+    # Tasks get the tracking URI from the environment (a cluster: the lema-pipeline config map); without one, a
     # registry under the pipeline root that outlives the tasks, so the report can log to the registered run.
     default_uri = f"sqlite:///{Path(pipeline_root).resolve() / 'mlflow.db'}"
     had = os.environ.get("MLFLOW_TRACKING_URI")

@@ -23,29 +23,44 @@ VARIANTS = ("cot", "lema")
 
 @dataclass(frozen=True)
 class Paths:
-    root: Path
+    """A round's artifact locations: round 1 in the run dir itself, round r under ``rounds/<r>/``."""
 
+    root: Path
+    round: int = 1
+
+    @property
+    def dir(self) -> Path: return self.root if self.round == 1 else self.root / "rounds" / str(self.round)
     @property
     def base_model(self) -> Path: return self.root / "models" / "base"
     @property
-    def collect(self) -> Path: return self.root / "collect"
+    def generator(self) -> Path: return self.dir / "generator"
     @property
-    def correct(self) -> Path: return self.root / "correct"
+    def collect(self) -> Path: return self.dir / "collect"
     @property
-    def validate(self) -> Path: return self.root / "validate"
+    def correct(self) -> Path: return self.dir / "correct"
     @property
-    def sft(self) -> Path: return self.root / "sft"
-    def train(self, variant: str) -> Path: return self.root / "train" / variant
+    def validate(self) -> Path: return self.dir / "validate"
+    @property
+    def pool(self) -> Path: return self.dir / "pool"
+    @property
+    def sft(self) -> Path: return self.dir / "sft"
+    def train(self, variant: str) -> Path: return self.dir / "train" / variant
     def model(self, variant: str) -> Path: return self.train(variant) / "model"
-    def eval(self, variant: str) -> Path: return self.root / "eval" / variant
+    def eval(self, variant: str) -> Path: return self.dir / "eval" / variant
     @property
-    def register(self) -> Path: return self.root / "register"
+    def register(self) -> Path: return self.dir / "register"
     @property
-    def report(self) -> Path: return self.root / "report"
+    def report(self) -> Path: return self.dir / "report"
+
+    def cumulative(self) -> tuple[Path, Path]:
+        """(validated corrections, right paths) of every round up to this one."""
+        if self.round == 1:
+            return self.validate / "valid.jsonl", self.collect / "right.jsonl"
+        return self.pool / "valid.jsonl", self.pool / "right.jsonl"
 
 
-def paths(cfg: Config) -> Paths:
-    return Paths(cfg.run_path)
+def paths(cfg: Config, rnd: int = 1) -> Paths:
+    return Paths(cfg.run_path, rnd)
 
 
 def resolve_model(cfg: Config, name: str) -> str:
@@ -63,11 +78,38 @@ def backend_for(cfg: Config, kind: str, model: str, base_url: str | None = None)
     return make_backend(kind, model, seed=cfg.seed, base_url=base_url, vllm_options=_vllm_options(cfg))
 
 
-def train_problems(cfg: Config, limit: int | None):
+def train_problems(cfg: Config, limit: int | None, offset: int = 0):
     from .data import load_split
 
     return [p for t in cfg.data.train_tasks
-            for p in load_split(f"{t}/train", cfg.data.source, cfg.data.dir, limit)]
+            for p in load_split(f"{t}/train", cfg.data.source, cfg.data.dir,
+                                None if limit is None else offset + limit)[offset:]]
+
+
+def collect_problems(cfg: Config, rnd: int = 1):
+    """Round r's fresh questions: the r-th slice of data.train_limit questions of each training task."""
+    limit = cfg.data.train_limit
+    if rnd == 1:
+        return train_problems(cfg, limit)
+    if limit is None:
+        raise ValueError("rounds > 1 needs data.train_limit (each round collects on the next slice)")
+    problems = train_problems(cfg, limit, offset=(rnd - 1) * limit)
+    if len(problems) < limit * len(cfg.data.train_tasks):
+        raise ValueError(f"round {rnd} needs training questions {(rnd - 1) * limit}..{rnd * limit - 1} of each of "
+                         f"{cfg.data.train_tasks}, only {len(problems)} are left: lower data.train_limit or rounds")
+    return problems
+
+
+def round_generators(cfg: Config, rnd: int = 1) -> list[GeneratorConfig]:
+    """Round 1 samples with the configured generators; round r >= 2 with the same sampling settings on the
+    previous round's champion (downloaded by the champion stage), served by the evaluation backend when the
+    configured one is a remote API."""
+    if rnd == 1:
+        return cfg.generators
+    model = str(paths(cfg, rnd).generator / "model")
+    return [g.model_copy(update={"model": model, "base_url": None,
+                                 "backend": cfg.evaluate.backend if g.backend == "openai" else g.backend})
+            for g in cfg.generators]
 
 
 def eval_sets(cfg: Config, full: bool = False):
@@ -106,25 +148,58 @@ def corrector_for(cfg: Config, cache_dir: Path, kind: str | None = None):
                                                                            cache_dir=cache_dir)
 
 
-def stage_collect(cfg: Config) -> StageReport:
+def stage_champion(cfg: Config, rnd: int) -> StageReport:
+    """Round `rnd`'s generator: the registry champion after round rnd-1, resolved by alias and downloaded."""
+    from .register import download_champion, tracking_uri
+
+    p = paths(cfg, rnd)
+    details = download_champion(tracking_uri(cfg.register_.tracking_uri, cfg.run_dir), cfg.register_.model_name,
+                                p.generator / "model")
+    report = StageReport(stage="champion", n_in=1, n_out=1, details={"round": rnd, **details},
+                         outputs={"model": str(p.generator / "model")})
+    write_json(p.generator / "report.json", report)
+    return report
+
+
+def stage_collect(cfg: Config, rnd: int = 1) -> StageReport:
     from .collect import run_collect
 
-    return run_collect(train_problems(cfg, cfg.data.train_limit), cfg.generators, generator_backend(cfg),
-                       lambda m: resolve_model(cfg, m), paths(cfg).collect, seed=cfg.seed)
+    return run_collect(collect_problems(cfg, rnd), round_generators(cfg, rnd), generator_backend(cfg),
+                       lambda m: resolve_model(cfg, m), paths(cfg, rnd).collect, seed=cfg.seed)
 
 
-def stage_correct(cfg: Config) -> StageReport:
+def stage_pool(cfg: Config, rnd: int) -> StageReport:
+    """Every round's validated corrections and right paths so far: what round `rnd` trains on."""
+    from .jsonl import write_jsonl
+    from .records import SampledPath
+
+    prev, p = paths(cfg, rnd - 1), paths(cfg, rnd)
+    prev_valid, prev_right = prev.cumulative()
+    earlier = read_jsonl(prev_valid, Correction)
+    valid = earlier + read_jsonl(p.validate / "valid.jsonl", Correction)
+    right = read_jsonl(prev_right, SampledPath) + read_jsonl(p.collect / "right.jsonl", SampledPath)
+    write_jsonl(p.pool / "valid.jsonl", valid)
+    write_jsonl(p.pool / "right.jsonl", right)
+    report = StageReport(stage="pool", n_in=len(valid) + len(right), n_out=len(valid),
+                         details={"round": rnd, "corrections": len(valid), "right_paths": len(right),
+                                  "new_corrections": len(valid) - len(earlier)},
+                         outputs={"valid": str(p.pool / "valid.jsonl"), "right": str(p.pool / "right.jsonl")})
+    write_json(p.pool / "report.json", report)
+    return report
+
+
+def stage_correct(cfg: Config, rnd: int = 1) -> StageReport:
     from .correct import run_correct
 
-    p = paths(cfg)
+    p = paths(cfg, rnd)
     return run_correct(p.collect / "wrong.jsonl", p.correct / "corrections.jsonl", p.correct / "quarantine.jsonl",
                        corrector_for(cfg, p.correct / "cache"), p.correct / "report.json")
 
 
-def stage_validate(cfg: Config) -> StageReport:
+def stage_validate(cfg: Config, rnd: int = 1) -> StageReport:
     from .validate import run_validate
 
-    p = paths(cfg)
+    p = paths(cfg, rnd)
     v = cfg.validate_
     eval_questions = [q.question for problems in eval_sets(cfg, full=True).values() for q in problems]
     report = run_validate(p.correct / "corrections.jsonl", p.validate / "valid.jsonl",
@@ -136,29 +211,30 @@ def stage_validate(cfg: Config) -> StageReport:
     return report
 
 
-def stage_build_sft(cfg: Config) -> StageReport:
+def stage_build_sft(cfg: Config, rnd: int = 1) -> StageReport:
     from .sft import run_build_sft
 
-    p = paths(cfg)
+    p = paths(cfg, rnd)
     s = cfg.sft
-    return run_build_sft(train_problems(cfg, s.cot_limit), p.validate / "valid.jsonl", p.collect / "right.jsonl",
-                         p.sft, include_right_paths=s.include_right_paths,
+    valid, right = p.cumulative()
+    return run_build_sft(train_problems(cfg, s.cot_limit), valid, right, p.sft,
+                         include_right_paths=s.include_right_paths,
                          correction_fraction=s.correction_fraction, cot_repeats=s.cot_repeats,
                          explanations=s.explanations, seed=cfg.seed)
 
 
-def stage_train(cfg: Config, variant: str) -> StageReport:
+def stage_train(cfg: Config, variant: str, rnd: int = 1) -> StageReport:
     from .train import train
 
-    p = paths(cfg)
+    p = paths(cfg, rnd)
     return train(resolve_model(cfg, cfg.train.model), p.sft / f"{variant}.jsonl", p.train(variant), cfg.train,
                  seed=cfg.seed, name=variant)
 
 
-def stage_evaluate(cfg: Config, variant: str) -> StageReport:
+def stage_evaluate(cfg: Config, variant: str, rnd: int = 1) -> StageReport:
     from .evaluate import run_evaluate
 
-    p = paths(cfg)
+    p = paths(cfg, rnd)
     backend = backend_for(cfg, cfg.evaluate.backend, str(p.model(variant)))
     try:
         e = cfg.evaluate
@@ -169,11 +245,11 @@ def stage_evaluate(cfg: Config, variant: str) -> StageReport:
         backend.close()
 
 
-def comparison(cfg: Config) -> dict:
+def comparison(cfg: Config, rnd: int = 1) -> dict:
     """LeMa vs CoT-only on the same questions, per evaluation set."""
     from .stats import compare_paired
 
-    p = paths(cfg)
+    p = paths(cfg, rnd)
     rows = {v: read_jsonl(p.eval(v) / "rows.jsonl", EvalRow) for v in VARIANTS}
     out = {}
     for s in cfg.data.eval_sets:
@@ -184,10 +260,10 @@ def comparison(cfg: Config) -> dict:
     return out
 
 
-def stage_register(cfg: Config) -> StageReport:
+def stage_register(cfg: Config, rnd: int = 1) -> StageReport:
     from .register import git_commit, register_models, tracking_uri
 
-    p = paths(cfg)
+    p = paths(cfg, rnd)
     candidates = []
     for v in VARIANTS:
         metrics = json.loads((p.eval(v) / "metrics.json").read_text())
@@ -195,7 +271,7 @@ def stage_register(cfg: Config) -> StageReport:
         candidates.append({"name": v, "model_dir": p.model(v), "metrics": metrics, "rows": p.eval(v) / "rows.jsonl",
                            "loss_history": json.loads(loss_file.read_text()) if loss_file.exists() else [],
                            "artifacts": [p.eval(v) / "metrics.json"]})
-    funnel = funnel_counts(cfg)
+    funnel = funnel_counts(cfg, rnd)
     stage_metrics = {f"funnel.{k.replace(' ', '_')}": v for k, v in funnel.items()}
     usage = json.loads((p.correct / "report.json").read_text())["details"].get("usage", {})
     stage_metrics |= {f"correct.{k}": v for k, v in usage.items() if isinstance(v, (int, float))}
@@ -208,15 +284,24 @@ def stage_register(cfg: Config) -> StageReport:
         stage_metrics=stage_metrics,
         tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys()),
               "git_commit": git_commit(os.environ.get("LEMA_HOME", ".")),
-              "data_version": data_version(cfg)},
+              "data_version": data_version(cfg, rnd)} | lineage_tags(p),
         alpha=cfg.register_.alpha, min_questions=cfg.register_.min_questions, seed=cfg.seed)
     write_json(p.register / "report.json", report)
     return report
 
 
-def data_version(cfg: Config) -> str:
+def lineage_tags(p: Paths) -> dict[str, str]:
+    """``lema.round`` always; ``lema.parent_version`` (the champion that generated this round's mistakes) from
+    round 2 on."""
+    tags = {"lema.round": str(p.round)}
+    if p.round > 1:
+        tags["lema.parent_version"] = str(json.loads((p.generator / "report.json").read_text())["details"]["version"])
+    return tags
+
+
+def data_version(cfg: Config, rnd: int = 1) -> str:
     """Content hash of the training and evaluation data a model saw (the DVC md5s where dvc.lock has them)."""
-    p = paths(cfg)
+    p = paths(cfg, rnd)
     h = hashlib.sha256()
     lock = Path("dvc.lock")
     if lock.exists():
@@ -232,8 +317,8 @@ def data_version(cfg: Config) -> str:
     return h.hexdigest()[:16]
 
 
-def funnel_counts(cfg: Config) -> dict[str, int]:
-    p = paths(cfg)
+def funnel_counts(cfg: Config, rnd: int = 1) -> dict[str, int]:
+    p = paths(cfg, rnd)
     collect = json.loads((p.collect / "report.json").read_text())
     correct = json.loads((p.correct / "report.json").read_text())
     validate = json.loads((p.validate / "report.json").read_text())
@@ -241,10 +326,10 @@ def funnel_counts(cfg: Config) -> dict[str, int]:
             "corrected": correct["n_out"], "validated": validate["n_out"]}
 
 
-def stage_report(cfg: Config) -> StageReport:
+def stage_report(cfg: Config, rnd: int = 1) -> StageReport:
     from .report import write_report
 
-    p = paths(cfg)
+    p = paths(cfg, rnd)
     metrics = {v: json.loads((p.eval(v) / "metrics.json").read_text()) for v in VARIANTS}
     losses = {v: json.loads((p.train(v) / "loss.json").read_text()) for v in VARIANTS
               if (p.train(v) / "loss.json").exists()}
@@ -254,17 +339,18 @@ def stage_report(cfg: Config) -> StageReport:
     stages = [json.loads(f.read_text()) for f in collect_reports(p)]
     registry_file = p.register / "report.json"
     registry = json.loads(registry_file.read_text())["details"] if registry_file.exists() else None
-    cmp = comparison(cfg)
-    path = write_report(p.report, funnel=funnel_counts(cfg), metrics=metrics,
+    cmp = comparison(cfg, rnd)
+    path = write_report(p.report, funnel=funnel_counts(cfg, rnd), metrics=metrics,
                         step_histogram=step_histogram(corrections), losses=losses, stages=stages,
                         registry=registry, comparison=cmp)
     # Tabular copies for `dvc plots show`.
-    write_json(p.report / "funnel.json", {"funnel": [{"step": k, "rows": v} for k, v in funnel_counts(cfg).items()]})
+    funnel = funnel_counts(cfg, rnd)
+    write_json(p.report / "funnel.json", {"funnel": [{"step": k, "rows": v} for k, v in funnel.items()]})
     write_json(p.report / "accuracy.json", {"accuracy": [
         {"model": f"{v}:{s}", "accuracy": m["accuracy"]} for v, sets in metrics.items() for s, m in sets.items()]})
-    summary = {"funnel": funnel_counts(cfg), "metrics": metrics, "comparison": cmp, "registry": registry,
+    summary = {"funnel": funnel_counts(cfg, rnd), "metrics": metrics, "comparison": cmp, "registry": registry,
                "report": str(path)}
-    write_json(p.root / "summary.json", summary)
+    write_json(p.dir / "summary.json", summary)
     if registry:
         from .register import log_report
 

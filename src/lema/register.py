@@ -259,8 +259,41 @@ def history(uri: str, model_name: str) -> list[dict[str, Any]]:
                      "decision": t.get("promotion.decision"), "reason": t.get("promotion.reason"),
                      "against": t.get("promotion.against"), "p_value": t.get("promotion.p_value"),
                      "at": t.get("promotion.at"), "git_commit": t.get("git_commit"),
+                     "round": t.get("lema.round"), "parent": t.get("lema.parent_version"),
                      "accuracy": {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("accuracy.")}})
     return sorted(rows, key=lambda r: r["version"])
+
+
+def download_champion(uri: str, model_name: str, dst: str | Path) -> dict[str, Any]:
+    """The version behind ``models:/<name>@champion`` as one local Hugging Face directory (weights from the
+    transformers flavour's ``model/``, tokenizer from ``components/``), for the next round to sample with.
+
+    The alias is resolved once and that exact version is downloaded, so a promotion in between cannot mix two."""
+    import shutil
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    with using_tracking_uri(uri):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        try:
+            mv = client.get_model_version_by_alias(model_name, "champion")
+        except mlflow.exceptions.MlflowException as e:
+            raise ValueError(f"models:/{model_name}@champion does not exist in {uri}: the previous round promoted "
+                             "no champion, so there is no generator for this round") from e
+        dst = Path(dst)
+        if dst.exists():
+            shutil.rmtree(dst)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{mv.version}",
+                                                             dst_path=tmp))
+            shutil.copytree(local / "model", dst)
+            for comp in sorted((local / "components").glob("*")) if (local / "components").is_dir() else []:
+                shutil.copytree(comp, dst, dirs_exist_ok=True)
+    if not (dst / "config.json").exists():
+        raise ValueError(f"models:/{model_name}/{mv.version} has no Hugging Face model under model/")
+    return {"model_uri": f"models:/{model_name}@champion", "version": str(mv.version), "run_id": mv.run_id,
+            "variant": mv.tags.get("variant"), "champion_round": mv.tags.get("lema.round")}
 
 
 def log_report(registry: dict, report_dir: str | Path) -> None:

@@ -57,9 +57,9 @@ def run_with_display(cfg: Config, force: bool = False, config_path=None, overrid
                       f"differs, so its artifacts go to {keyed.run_dir}[/]")
         cfg = keyed
     results = run_all(cfg, on_stage, force=force, config_path=config_path, overrides=overrides)
-    p = paths(cfg)
-    summary = json.loads((p.root / "summary.json").read_text())
-    console.rule("[bold]lema run summary")
+    p = paths(cfg, cfg.rounds)  # the last round's summary (round 1's with the default rounds: 1)
+    summary = json.loads((p.dir / "summary.json").read_text())
+    console.rule("[bold]lema run summary" + (f" (round {cfg.rounds} of {cfg.rounds})" if cfg.rounds > 1 else ""))
     for table in summary_table(summary, results):
         console.print(table)
     f = summary["funnel"]

@@ -6,8 +6,14 @@ which config keys it reads (DVC params, so a change reruns exactly that stage an
 reads and writes under the run dir, its metrics and plots, and where it runs (CPU/GPU).
 
 Paths are relative to the run dir and may contain ``{variant}``; a stage with ``variants`` is expanded
-once per variant (DVC ``foreach``, one KFP task each).  A future ``{round}`` placeholder is threaded the same
-way: ``instances`` expands it, nothing else needs to know.
+once per variant (DVC ``foreach``, one KFP task each).
+
+Rounds (``rounds: N``): ``instances`` expands every stage once per round.  Round 1 is the plain graph (its
+paths and names unchanged); round r >= 2 lives under ``rounds/<r>/`` and its nodes are named ``collect-r2``,
+``train-r2@cot`` (DVC reserves ``@`` for foreach members, so the round goes into the stage key).  A round's
+paths are relative to its own directory; ``{prev}/x`` names round r-1's ``x`` and ``{pool-1}/x`` round r-1's
+cumulative pool (round 1: its own validated corrections and right paths).  Two stages exist only from round
+2 on: ``champion`` (the previous round's registry champion, by alias) and ``pool`` (all rounds' data so far).
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ class Stage:
     memory: str = "8G"
     needs_base: bool = False          # depends on the embedded base model when a model is "base"
     when: Callable[[Config], bool] = field(default=lambda cfg: True)
+    rounds: str = "all"               # "all", "first" (round 1 only) or "later" (rounds >= 2 only)
+    later_deps: tuple[str, ...] | None = None  # deps in rounds >= 2 when they differ from round 1's
+    base_later: bool = True           # rounds >= 2 still need the base model (collect does not: the champion)
 
     @property
     def report(self) -> str:
@@ -60,15 +69,22 @@ def base_needed(cfg: Config) -> bool:
 
 
 BASE_DIR = "models/base"
+_REGISTER_DEPS = (tuple(f"eval/{v}/{f}" for v in VARIANTS for f in ("metrics.json", "rows.jsonl"))
+                  + tuple(f"train/{v}/model" for v in VARIANTS)
+                  + ("collect/report.json", "correct/report.json", "validate/report.json", "validate/ge_result.json"))
 
 STAGES: tuple[Stage, ...] = (
     Stage("base-model", pl.stage_base_model, "base_model", ("seed", "data.source", "data.dir", "base_model"),
           artifact=BASE_DIR, outs=(BASE_DIR,), metrics=("models/base_report.json",), data=True,
-          when=base_needed),
+          when=base_needed, rounds="first"),
+    Stage("champion", pl.stage_champion, "register", ("register",), artifact="generator",
+          deps=("{prev}/register/report.json",), outs=("generator/model",), metrics=("generator/report.json",),
+          rounds="later"),
     Stage("collect", pl.stage_collect, "collect",
           ("seed", "data.source", "data.dir", "data.train_tasks", "data.train_limit", "generators", "vllm"),
           artifact="collect", outs=("collect/paths.jsonl", "collect/wrong.jsonl", "collect/right.jsonl"),
-          metrics=("collect/report.json",), data=True, gpu=True, memory="16G", needs_base=True),
+          metrics=("collect/report.json",), data=True, gpu=True, memory="16G", needs_base=True,
+          later_deps=("generator/model",), base_later=False),
     Stage("correct", pl.stage_correct, "correct", ("corrector",), artifact="correct",
           deps=("collect/wrong.jsonl",), outs=("correct/corrections.jsonl", "correct/quarantine.jsonl"),
           metrics=("correct/report.json",)),
@@ -78,9 +94,12 @@ STAGES: tuple[Stage, ...] = (
           outs=("validate/valid.jsonl", "validate/quarantine.jsonl", "validate/ge_result.json",
                 "validate/data_docs"),
           metrics=("validate/report.json",), data=True),
+    Stage("pool", pl.stage_pool, "pipeline", (), artifact="pool",
+          deps=("{pool-1}/valid.jsonl", "{pool-1}/right.jsonl", "validate/valid.jsonl", "collect/right.jsonl"),
+          outs=("pool/valid.jsonl", "pool/right.jsonl"), metrics=("pool/report.json",), rounds="later"),
     Stage("build-sft", pl.stage_build_sft, "sft", ("seed", "data.source", "data.dir", "data.train_tasks", "sft"),
           artifact="sft", deps=("validate/valid.jsonl", "collect/right.jsonl"), outs=("sft/cot.jsonl", "sft/lema.jsonl"),
-          metrics=("sft/report.json",), data=True),
+          metrics=("sft/report.json",), data=True, later_deps=("pool/valid.jsonl", "pool/right.jsonl")),
     Stage("train", pl.stage_train, "train", ("seed", "train"), artifact="train/{variant}",
           deps=("sft/{variant}.jsonl",), outs=("train/{variant}/model",), metrics=("train/{variant}/report.json",),
           plots=(Plot("train/{variant}/loss.json", "step", "loss"),), variants=VARIANTS, recipes=True, gpu=True,
@@ -92,10 +111,8 @@ STAGES: tuple[Stage, ...] = (
           gpu=True, memory="16G"),
     Stage("register", pl.stage_register, "register",
           ("seed", "data.source", "data.dir", "data.eval_sets", "register"), artifact="register",
-          deps=tuple(f"eval/{v}/{f}" for v in VARIANTS for f in ("metrics.json", "rows.jsonl"))
-          + tuple(f"train/{v}/model" for v in VARIANTS)
-          + ("collect/report.json", "correct/report.json", "validate/report.json", "validate/ge_result.json"),
-          metrics=("register/report.json",), data=True),
+          deps=_REGISTER_DEPS, metrics=("register/report.json",), data=True,
+          later_deps=_REGISTER_DEPS + ("generator/report.json",)),  # the parent champion, for lineage tags
     Stage("report", pl.stage_report, "report", ("seed", "data.eval_sets"), artifact="report",
           deps=("register/report.json", "validate/valid.jsonl")
           + tuple(f"train/{v}/loss.json" for v in VARIANTS),
@@ -108,20 +125,42 @@ STAGES: tuple[Stage, ...] = (
 BY_NAME = {s.name: s for s in STAGES}
 
 
+def round_dir(rnd: int) -> str:
+    """A round's directory inside the run dir: round 1 is the run dir itself."""
+    return "" if rnd == 1 else f"rounds/{rnd}/"
+
+
+def pool_file(rnd: int, name: str) -> str:
+    """Round `rnd`'s cumulative data file (valid.jsonl or right.jsonl); round 1's pool is its own outputs."""
+    if rnd == 1:
+        return {"valid.jsonl": "validate/valid.jsonl", "right.jsonl": "collect/right.jsonl"}[name]
+    return f"{round_dir(rnd)}pool/{name}"
+
+
 @dataclass(frozen=True)
 class Instance:
-    """One runnable node: a stage, expanded for one variant (and later one round)."""
+    """One runnable node: a stage, expanded for one variant and one round."""
 
     stage: Stage
     variant: str | None = None
+    round: int = 1
 
     @property
     def name(self) -> str:
-        """The DVC stage name (``train@cot``) and the display name."""
-        return self.stage.name + (f"@{self.variant}" if self.variant else "")
+        """The DVC stage name (``train@cot``, ``train-r2@cot``) and the display name."""
+        return self.group + (f"@{self.variant}" if self.variant else "")
+
+    @property
+    def group(self) -> str:
+        """The DVC stage key (a foreach group for a stage with variants)."""
+        return self.stage.name + (f"-r{self.round}" if self.round > 1 else "")
 
     def fmt(self, path: str) -> str:
-        return path.format(variant=self.variant) if self.variant else path
+        if path.startswith("{prev}/"):
+            return round_dir(self.round - 1) + path.removeprefix("{prev}/")
+        if path.startswith("{pool-1}/"):
+            return pool_file(self.round - 1, path.removeprefix("{pool-1}/"))
+        return round_dir(self.round) + (path.format(variant=self.variant) if self.variant else path)
 
     @property
     def artifact(self) -> str:
@@ -137,21 +176,29 @@ class Instance:
                                                                                   for p in self.stage.plots]
 
     def deps(self, cfg: Config) -> list[str]:
-        d = [self.fmt(p) for p in self.stage.deps]
-        if self.stage.needs_base and base_needed(cfg):
+        later = self.round > 1
+        src = self.stage.later_deps if later and self.stage.later_deps is not None else self.stage.deps
+        d = [self.fmt(p) for p in src]
+        if self.stage.needs_base and base_needed(cfg) and (self.stage.base_later or not later):
             d.append(BASE_DIR)
         return d
 
     def run(self, cfg: Config) -> StageReport:
-        return self.stage.fn(cfg, self.variant) if self.variant else self.stage.fn(cfg)
+        kw = {"rnd": self.round} if self.stage.rounds != "first" else {}
+        return self.stage.fn(cfg, self.variant, **kw) if self.variant else self.stage.fn(cfg, **kw)
+
+
+def in_round(st: Stage, rnd: int) -> bool:
+    return {"all": True, "first": rnd == 1, "later": rnd > 1}[st.rounds]
 
 
 def instances(cfg: Config) -> list[Instance]:
     """Every node of the graph for this config, in a valid execution order."""
     out = []
-    for st in STAGES:
-        if st.when(cfg):
-            out += [Instance(st, v) for v in st.variants] if st.variants else [Instance(st)]
+    for rnd in range(1, cfg.rounds + 1):
+        for st in STAGES:
+            if st.when(cfg) and in_round(st, rnd):
+                out += [Instance(st, v, rnd) for v in st.variants] if st.variants else [Instance(st, None, rnd)]
     return out
 
 
@@ -189,13 +236,16 @@ def readers(key: str, cfg: Config) -> set[str]:
             if any(key == r or key.startswith(r + ".") for r in n.stage.reads)}
 
 
-def artifact_locations() -> dict[str, str]:
-    """KFP artifact name (``train_cot``) -> directory inside a run dir."""
+def artifact_locations(rnd: int = 1) -> dict[str, str]:
+    """KFP artifact name (``train_cot``) -> directory inside a run dir, for the stages of round `rnd`; in a
+    later round ``prev_<name>`` is round r-1's artifact and ``base_model`` stays the shared one."""
     out = {}
-    for st in STAGES:
-        for v in st.variants or (None,):
-            inst = Instance(st, v)
-            out[artifact_name(inst)] = inst.artifact
+    for r, prefix in ((rnd - 1, "prev_"), (rnd, "")) if rnd > 1 else ((1, ""),):
+        for st in STAGES:
+            if in_round(st, r) or st.rounds == "first":
+                for v in st.variants or (None,):
+                    inst = Instance(st, v, r if in_round(st, r) else 1)
+                    out[prefix + artifact_name(inst)] = inst.artifact
     return out
 
 

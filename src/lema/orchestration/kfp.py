@@ -6,6 +6,11 @@ SubprocessRunner.  Images and resources come from the declaration (``Stage.gpu``
 ``gpu=True`` the GPU stages (collect, train, evaluate) run the CUDA image and request one GPU.
 collect fans out over (generator, shard), correct over shards (``dsl.ParallelFor`` + ``dsl.Collected``);
 registration is gated on evaluation (``dsl.If``) with the threshold from the config.
+
+``rounds: N`` unrolls at compile time: round r >= 2 sits inside round r-1's registration branch (its
+``champion`` task takes round r-1's register output, then resolves ``models:/<name>@champion`` in the registry
+that MLFLOW_TRACKING_URI names), collects with it, pools all rounds' data and trains on that.  The stage
+bodies that do not depend on the round are reused as they are (they see one round's layout).
 """
 
 
@@ -146,15 +151,58 @@ def report(config: str, train_cot: Input[Model], train_lema: Input[Model], eval_
     Path(summary.path).write_text((Path(files.path) / "report.md").read_text())
 
 
+def champion(config: str, rnd: int, registry: Input[Dataset], model: Output[Model]):
+    """Round rnd's generator: the registry champion after round rnd-1 (`registry` orders it after that round)."""
+    from lema.artifacts import run_stage
+
+    run_stage("champion", config, {"prev_register": registry.path}, {"champion": model.path}, rnd=rnd)
+
+
+def collect_round(config: str, rnd: int, model: Input[Model], work: dict, num_shards: int, paths: Output[Dataset]):
+    """Collect in round rnd >= 2: the champion samples round rnd's fresh training questions."""
+    from lema.artifacts import run_stage
+
+    run_stage("collect", config, {"champion": model.path}, {"collect": paths.path},
+              shard=(int(work["shard"]), num_shards), generator=work["generator"], rnd=rnd)
+
+
+def pool(config: str, rnd: int, prev_valid: Input[Dataset], prev_paths: Input[Dataset], valid: Input[Dataset],
+         paths: Input[Dataset], pool: Output[Dataset]):
+    """All rounds' validated corrections and right paths so far (round 2's previous pool is round 1's data)."""
+    from lema.artifacts import run_stage
+
+    prev = ({"prev_validate": prev_valid.path, "prev_collect": prev_paths.path} if rnd == 2
+            else {"prev_pool": prev_valid.path})
+    run_stage("pool", config, prev | {"validate": valid.path, "collect": paths.path}, {"pool": pool.path}, rnd=rnd)
+
+
+def register_round(config: str, rnd: int, champion: Input[Model], train_cot: Input[Model], train_lema: Input[Model],
+                   eval_cot: Input[Dataset], eval_lema: Input[Dataset], paths: Input[Dataset],
+                   corrections: Input[Dataset], valid: Input[Dataset], registry: Output[Dataset]):
+    """Register round rnd's models with their lineage (lema.round, lema.parent_version)."""
+    from lema.artifacts import run_stage
+
+    run_stage("register", config, {"champion": champion.path, "train_cot": train_cot.path,
+                                   "train_lema": train_lema.path, "evaluate_cot": eval_cot.path,
+                                   "evaluate_lema": eval_lema.path, "collect": paths.path,
+                                   "correct": corrections.path, "validate": valid.path},
+              {"register": registry.path}, rnd=rnd)
+
+
 BODIES = {"base-model": base_model, "collect": collect, "merge-collect": merge_collect, "correct": correct,
           "merge-correct": merge_correct, "validate": validate, "build-sft": build_sft, "train": train,
-          "evaluate": evaluate, "gate": gate, "register": register, "report": report}
+          "evaluate": evaluate, "gate": gate, "register": register, "report": report,
+          "champion": champion, "collect-round": collect_round, "pool": pool, "register-round": register_round}
+STAGE_OF = {"collect-round": "collect", "register-round": "register"}  # round-r bodies of a declared stage
 
 
 def components(gpu: bool = False) -> dict:
     """One KFP component per body; a declared GPU stage runs the CUDA image when `gpu`."""
-    return {name: dsl.component(base_image=CUDA_IMAGE if gpu and name in BY_NAME and BY_NAME[name].gpu
-                                else CPU_IMAGE)(fn) for name, fn in BODIES.items()}
+    def image(name: str) -> str:
+        st = BY_NAME.get(STAGE_OF.get(name, name))
+        return CUDA_IMAGE if gpu and st is not None and st.gpu else CPU_IMAGE
+
+    return {name: dsl.component(base_image=image(name))(fn) for name, fn in BODIES.items()}
 
 
 def _place(task, stage: str, gpu: bool):
@@ -182,6 +230,7 @@ def build_pipeline(config_text: str, num_shards: int = 2, gpu: bool = False, cac
     work = [{"generator": g, "shard": s} for g in generators for s in range(num_shards)]
     reg = cfg.get("register") or {}
     metric = reg.get("primary_metric", "gsm8k/test")
+    rounds = int(cfg.get("rounds", 1))
     default_config = json.dumps(cfg, sort_keys=True)  # one line: KFP copies defaults into header comments
     c = components(gpu)
 
@@ -190,37 +239,65 @@ def build_pipeline(config_text: str, num_shards: int = 2, gpu: bool = False, cac
     def lema(config: str = default_config, min_accuracy: float = float(reg.get("min_accuracy", 0.0)),
              corrector_cache: str = cache_root):
         base = _place(c["base-model"](config=config), "base-model", gpu)
-        with dsl.ParallelFor(items=work, parallelism=8) as item:
-            sampled = _place(c["collect"](config=config, model=base.outputs["model"], work=item,
-                                          num_shards=num_shards), "collect", gpu)
-        paths = _place(c["merge-collect"](shards=dsl.Collected(sampled.outputs["paths"])), "", gpu)
-        with dsl.ParallelFor(items=list(range(num_shards))) as shard:
-            fixed = _place(c["correct"](config=config, paths=paths.outputs["paths"], shard=shard,
-                                        num_shards=num_shards, cache_root=corrector_cache), "correct", gpu)
-            fixed.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
-            kubernetes.use_secret_as_env(fixed, secret_name=SECRET, secret_key_to_env={"api_key": "OPENAI_API_KEY"})
-        corrections = _place(c["merge-correct"](config=config, shards=dsl.Collected(fixed.outputs["corrections"])),
-                             "", gpu)
-        valid = _place(c["validate"](config=config, corrections=corrections.outputs["corrections"]), "validate", gpu)
-        sft = _place(c["build-sft"](config=config, valid=valid.outputs["valid"], paths=paths.outputs["paths"]),
-                     "build-sft", gpu)
-        trained, evaluated = {}, {}
-        for variant in ("cot", "lema"):
-            t = c["train"](config=config, variant=variant, sft=sft.outputs["sft"], base=base.outputs["model"])
-            _place(t.set_display_name(f"train-{variant}"), "train", gpu)
-            e = c["evaluate"](config=config, variant=variant, model=t.outputs["model"])
-            _place(e.set_display_name(f"evaluate-{variant}"), "evaluate", gpu)
-            trained[variant], evaluated[variant] = t, e
-        inputs = dict(train_cot=trained["cot"].outputs["model"], train_lema=trained["lema"].outputs["model"],
-                      eval_cot=evaluated["cot"].outputs["results"], eval_lema=evaluated["lema"].outputs["results"],
-                      paths=paths.outputs["paths"], corrections=corrections.outputs["corrections"],
-                      valid=valid.outputs["valid"])
-        ok = c["gate"](eval_cot=inputs["eval_cot"], eval_lema=inputs["eval_lema"], metric=metric,
-                       min_accuracy=min_accuracy)
-        with dsl.If(ok.output == True, name="good-enough-to-register"):  # noqa: E712 (KFP condition syntax)
-            registered = _place(c["register"](config=config, **inputs).set_caching_options(False), "register", gpu)
-            _place(c["report"](config=config, registry=registered.outputs["registry"], **inputs), "report", gpu)
-        with dsl.Else(name="not-registered"):
-            _place(c["report"](config=config, **inputs), "report", gpu)
+
+        def one_round(rnd: int, prev: dict | None):
+            """Round rnd's tasks; round rnd+1 goes inside its registration branch (it samples with the new
+            champion).  prev: round rnd-1's register output and cumulative data."""
+            sfx = f"-r{rnd}" if rnd > 1 else ""
+            if prev is None:
+                with dsl.ParallelFor(items=work, parallelism=8) as item:
+                    sampled = _place(c["collect"](config=config, model=base.outputs["model"], work=item,
+                                                  num_shards=num_shards), "collect", gpu)
+            else:
+                gen = c["champion"](config=config, rnd=rnd, registry=prev["registry"])
+                _place(gen.set_display_name(f"champion{sfx}").set_caching_options(False), "champion", gpu)
+                with dsl.ParallelFor(items=work, parallelism=8) as item:
+                    sampled = c["collect-round"](config=config, rnd=rnd, model=gen.outputs["model"], work=item,
+                                                 num_shards=num_shards)
+                    _place(sampled.set_display_name(f"collect{sfx}"), "collect", gpu)
+            paths = _place(c["merge-collect"](shards=dsl.Collected(sampled.outputs["paths"])), "", gpu)
+            with dsl.ParallelFor(items=list(range(num_shards))) as shard:
+                fixed = _place(c["correct"](config=config, paths=paths.outputs["paths"], shard=shard,
+                                            num_shards=num_shards, cache_root=corrector_cache), "correct", gpu)
+                fixed.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
+                kubernetes.use_secret_as_env(fixed, secret_name=SECRET,
+                                             secret_key_to_env={"api_key": "OPENAI_API_KEY"})
+            corrections = _place(c["merge-correct"](config=config,
+                                                    shards=dsl.Collected(fixed.outputs["corrections"])), "", gpu)
+            valid = _place(c["validate"](config=config, corrections=corrections.outputs["corrections"]),
+                           "validate", gpu)
+            data = {"valid": valid.outputs["valid"], "paths": paths.outputs["paths"]}
+            if prev is not None:  # build-sft reads valid.jsonl and right.jsonl: the pool holds both
+                pooled = _place(c["pool"](config=config, rnd=rnd, prev_valid=prev["valid"], prev_paths=prev["paths"],
+                                          **data).set_display_name(f"pool{sfx}"), "pool", gpu)
+                data = {"valid": pooled.outputs["pool"], "paths": pooled.outputs["pool"]}
+            sft = _place(c["build-sft"](config=config, **data), "build-sft", gpu)
+            trained, evaluated = {}, {}
+            for variant in ("cot", "lema"):
+                t = c["train"](config=config, variant=variant, sft=sft.outputs["sft"], base=base.outputs["model"])
+                _place(t.set_display_name(f"train{sfx}-{variant}"), "train", gpu)
+                e = c["evaluate"](config=config, variant=variant, model=t.outputs["model"])
+                _place(e.set_display_name(f"evaluate{sfx}-{variant}"), "evaluate", gpu)
+                trained[variant], evaluated[variant] = t, e
+            inputs = dict(train_cot=trained["cot"].outputs["model"], train_lema=trained["lema"].outputs["model"],
+                          eval_cot=evaluated["cot"].outputs["results"],
+                          eval_lema=evaluated["lema"].outputs["results"], paths=paths.outputs["paths"],
+                          corrections=corrections.outputs["corrections"], valid=valid.outputs["valid"])
+            ok = c["gate"](eval_cot=inputs["eval_cot"], eval_lema=inputs["eval_lema"], metric=metric,
+                           min_accuracy=min_accuracy)
+            with dsl.If(ok.output == True, name="good-enough-to-register" + sfx):  # noqa: E712 (KFP syntax)
+                if prev is None:
+                    registered = c["register"](config=config, **inputs)
+                else:
+                    registered = c["register-round"](config=config, rnd=rnd, champion=gen.outputs["model"],
+                                                     **inputs).set_display_name(f"register{sfx}")
+                _place(registered.set_caching_options(False), "register", gpu)
+                _place(c["report"](config=config, registry=registered.outputs["registry"], **inputs), "report", gpu)
+                if rnd < rounds:
+                    one_round(rnd + 1, {"registry": registered.outputs["registry"], **data})
+            with dsl.Else(name="not-registered" + sfx):
+                _place(c["report"](config=config, **inputs), "report", gpu)
+
+        one_round(1, None)
 
     return lema
