@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +94,11 @@ def run_all(cfg: Config, on_stage: OnStage | None = None, force: bool = False,
 
     project = _root_project(cfg, config_path, overrides) or run_project(cfg)
     os.environ.setdefault("LEMA_HOME", str(Path.cwd()))  # stages run in the project: provenance (git) from here
+    # DVC runs each stage as a shell command (`lema <stage> ...`): the lema of this interpreter must be found
+    # first, also when it was started as .venv/bin/lema without an activated venv (make run).
+    bindir = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     run_dir = cfg.run_path.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", cfg.model_dump(mode="json", by_alias=True))
