@@ -204,9 +204,11 @@ def log_usage(config_text: str, report: StageReport) -> dict[str, float]:
     if flat and uri:
         import mlflow
 
+        from .register import using_tracking_uri
+
         cfg = config_from_text(config_text, ".")
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(cfg.register_.experiment)
-        with mlflow.start_run(run_name="correct-usage"):
-            mlflow.log_metrics(flat)
+        with using_tracking_uri(uri):
+            mlflow.set_experiment(cfg.register_.experiment)
+            with mlflow.start_run(run_name="correct-usage"):
+                mlflow.log_metrics(flat)
     return flat

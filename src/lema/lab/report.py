@@ -78,10 +78,10 @@ def track(cfg, summaries: list[dict], agg: dict, log) -> None:
         return
     import mlflow
 
+    from ..register import using_tracking_uri  # restores the caller's URI and environment afterwards
+
     uri = cfg.tracking_uri or f"sqlite:///{Path(cfg.run_dir).resolve() / 'mlflow.db'}"
-    prev = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
+    with using_tracking_uri(uri):
         mlflow.set_experiment(cfg.experiment)
         for s in summaries:
             for arm, r in [("base", s["base"])] + list(s["arms"].items()):
@@ -95,8 +95,6 @@ def track(cfg, summaries: list[dict], agg: dict, log) -> None:
                     mlflow.log_params({"arm": f"rounds/{chain}", "seed": s["seed"]})
                     for row in rows:
                         mlflow.log_metric("accuracy", row["accuracy"], step=row["round"])
-    finally:
-        mlflow.set_tracking_uri(prev)
 
 
 def _finite(x):
