@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from .answers import format_number, gsm8k_gold, last_boxed, numbers_in
 from .config import EvalFields, EvalSetConfig
-from .jsonl import DataError, iter_jsonl
+from .jsonl import DataError, iter_jsonl, iter_objects
 from .records import Problem
 
 
@@ -208,19 +208,7 @@ def problems_from_rows(rows: Iterable[tuple[int, dict]], name: str, spec: EvalSe
 
 
 def _raw_rows(path: Path) -> Iterable[tuple[int, dict]]:
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: broken JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    return iter_objects(path)
 
 
 def load_custom(name: str, spec: EvalSetConfig) -> list[Problem]:

@@ -26,7 +26,8 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def iter_jsonl(path: str | os.PathLike, model: type[M]) -> Iterator[M]:
+def iter_objects(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; broken lines fail naming file and line."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -40,10 +41,16 @@ def iter_jsonl(path: str | os.PathLike, model: type[M]) -> Iterator[M]:
                 raise DataError(f"{path}:{lineno}: broken JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            try:
-                yield model.model_validate(obj)
-            except ValidationError as e:
-                raise DataError(f"{path}:{lineno}: {_describe(e)}") from None
+            yield lineno, obj
+
+
+def iter_jsonl(path: str | os.PathLike, model: type[M]) -> Iterator[M]:
+    path = Path(path)
+    for lineno, obj in iter_objects(path):
+        try:
+            yield model.model_validate(obj)
+        except ValidationError as e:
+            raise DataError(f"{path}:{lineno}: {_describe(e)}") from None
 
 
 def read_jsonl(path: str | os.PathLike, model: type[M]) -> list[M]:
@@ -52,12 +59,7 @@ def read_jsonl(path: str | os.PathLike, model: type[M]) -> list[M]:
 
 def read_raw(path: str | os.PathLike) -> list[dict]:
     """Rows as plain dicts, still with file:line errors for broken JSON."""
-    from pydantic import RootModel
-
-    class _Any(RootModel[dict]):
-        pass
-
-    return [r.root for r in iter_jsonl(path, _Any)]
+    return [obj for _, obj in iter_objects(path)]
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[BaseModel | dict]) -> int:
