@@ -13,7 +13,6 @@ like MATH.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
