@@ -67,10 +67,10 @@ def run_with_display(cfg: Config, force: bool = False, config_path=None, overrid
     reg = summary.get("registry") or {}
     if reg and "decision" in reg:
         d = reg["decision"]
-        verdict = "[bold green]promoted to champion[/]" if d["promote"] else "[bold yellow]kept as challenger[/]"
         console.print(f"Registry: model [bold]{reg['model_name']}[/] versions {reg['versions']} at "
                       f"{redact_uri(reg['tracking_uri'])}")
-        console.print(f"Promotion: {reg['candidate']} (v{reg['versions'][reg['candidate']]}) {verdict} - "
-                      f"{escape(format_decision(d))}")
+        colour = "bold green" if d["promote"] else "bold yellow"
+        console.print(f"Promotion: {reg['candidate']} (v{reg['versions'][reg['candidate']]}) -> "
+                      f"[{colour}]{escape(format_decision(d))}[/]")
     console.print(f"Artifacts: {p.root}/  Report: {summary['report']}  ({time.time() - t0:.0f}s)")
     return 0
