@@ -4,7 +4,7 @@ OpenAI-protocol server with a fixed 200 ms latency (the stand-in in tests/).
     .venv/bin/python bench/corrector.py [--latency 0.2] [--levels 1 8 32 128]
 
 Ideal rate at concurrency c is c / latency; the goal is >= 80% of it at c = 32.
-The corrector goes through lema.transport (the client the OpenAI generation
+The corrector goes through lema.llm.transport (the client the OpenAI generation
 backend shares); no budget caps are set, so reservation costs only bookkeeping.
 """
 
@@ -32,8 +32,8 @@ def _free_port() -> int:
 
 def main() -> None:
     from lema.config import CorrectorConfig
-    from lema.llm_corrector import LLMCorrector
     from lema.records import WrongPath
+    from lema.stages.correct.llm import LLMCorrector
     from tests.test_llm_corrector import wrong_paths
 
     ap = argparse.ArgumentParser()

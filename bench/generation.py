@@ -25,11 +25,11 @@ def measure(backend, prompts, sampling) -> dict:
 
 
 def main() -> None:
-    from lema.base_model import build_base_model
     from lema.config import BaseModelConfig
     from lema.data import load_split
-    from lema.generate import Sampling, TransformersBackend, VLLMBackend
+    from lema.llm.backends import Sampling, TransformersBackend, VLLMBackend
     from lema.prompts import cot_prompt
+    from lema.stages.base_model.build import build_base_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")

@@ -20,12 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     from transformers import AutoTokenizer
 
-    from lema.base_model import build_base_model
     from lema.config import BaseModelConfig, TrainConfig
     from lema.data import load_split
     from lema.jsonl import write_jsonl
-    from lema.sft import cot_examples
-    from lema.train import train
+    from lema.stages.base_model.build import build_base_model
+    from lema.stages.sft.build import cot_examples
+    from lema.stages.train.train import train
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")

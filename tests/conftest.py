@@ -26,7 +26,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, tiny_config) -> Path:
     """A real Llama + BPE tokenizer, pretrained for a few seconds (HF format)."""
-    from lema.base_model import build_base_model
+    from lema.stages.base_model.build import build_base_model
 
     out = tmp_path_factory.mktemp("tiny-model")
     cfg = tiny_config.base_model.model_copy(update={"pretrain_steps": 100})

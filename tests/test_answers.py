@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from lema.answers import answers_equal, extract_answer, is_correct, last_boxed
 from lema.data import load_bundled
-from lema.steps import format_steps, solution_steps
+from lema.grading.answers import answers_equal, extract_answer, is_correct, last_boxed
+from lema.grading.steps import format_steps, solution_steps
 
 from .conftest import DATA
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from lema.answers import answers_equal, extract_answer, format_number, is_correct
+from lema.grading.answers import answers_equal, extract_answer, format_number, is_correct
 
 BIG = 10**12
 

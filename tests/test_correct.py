@@ -4,13 +4,13 @@ import sys
 
 import pytest
 
-from lema.answers import is_correct
-from lema.arith import claims, first_slip
-from lema.correct import ReferenceCorrector, parse_correction, render_correction, run_correct
-from lema.correction import CorrectionTask
+from lema.grading.answers import is_correct
+from lema.grading.arith import claims, first_slip
+from lema.grading.steps import format_steps, split_steps
 from lema.jsonl import read_jsonl, read_raw
 from lema.records import Correction, WrongPath
-from lema.steps import format_steps, split_steps
+from lema.stages.correct.correct import ReferenceCorrector, parse_correction, render_correction, run_correct
+from lema.stages.correct.task import CorrectionTask
 
 from .conftest import FIXTURES
 
@@ -118,6 +118,6 @@ def test_correction_task_renders_and_judges_without_io():
 
 def test_task_and_stage_modules_stay_apart():
     """The task needs no client, and the LLM corrector does not import the stage module (no import circle)."""
-    code = ("import sys, lema.correction, lema.reference_corrector; assert 'openai' not in sys.modules; "
-            "import lema.llm_corrector; assert 'lema.correct' not in sys.modules, 'import circle'")
+    code = ("import sys, lema.stages.correct.task, lema.stages.correct.reference; assert 'openai' not in sys.modules; "
+            "import lema.stages.correct.llm; assert 'lema.stages.correct.correct' not in sys.modules, 'import circle'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -61,7 +61,7 @@ def test_wrong_path_schema_error(tmp_path):
 
 
 def test_svamp_is_bundled_and_its_equations_grade_correct():
-    from lema.answers import is_correct
+    from lema.grading.answers import is_correct
 
     problems = load_split("svamp/test", data_dir=DATA)
     assert len(problems) == 1000 and len({p.id for p in problems}) == 1000
@@ -132,8 +132,8 @@ def test_eval_sets_config_keeps_the_short_form_and_accepts_declared_sets(tmp_pat
 
 
 def test_paper_eval_config_evaluates_the_full_sets():
-    from lema import pipeline as pl
     from lema.config import load_config
+    from lema.stages import common as pl
 
     from .conftest import ROOT
 

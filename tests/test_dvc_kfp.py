@@ -100,7 +100,7 @@ def _normalised(text: str) -> list:
 
 
 def test_local_kfp_run_with_two_shards_matches_dvc_and_lema_run(clone_run, tmp_path):
-    from lema.kfp_cli import run_local
+    from lema.orchestration.kfp_cli import run_local
 
     repo, cfg, snapshot = clone_run
     root = tmp_path / "kfp"
@@ -128,9 +128,9 @@ def test_local_kfp_run_with_two_shards_matches_dvc_and_lema_run(clone_run, tmp_p
 def test_kfp_correct_task_killed_and_retried_never_pays_twice(tmp_path):
     """The `correct` component body against the loopback fault server: SIGKILL one shard mid-way, retry it
     (what KFP's retry policy does); every answer is bought once; merged usage is the sum of the shards."""
-    from lema.artifacts import merge_correct
     from lema.config import load_config
     from lema.jsonl import write_jsonl
+    from lema.orchestration.artifacts import merge_correct
 
     from .test_llm_corrector import wrong_paths
 
@@ -147,7 +147,7 @@ def test_kfp_correct_task_killed_and_retried_never_pays_twice(tmp_path):
         env = dict(os.environ, OPENAI_API_KEY="sk-test-local")
 
         def task(shard: int) -> subprocess.Popen:
-            code = ("import sys; from lema.artifacts import run_stage; "
+            code = ("import sys; from lema.orchestration.artifacts import run_stage; "
                     "run_stage('correct', sys.argv[1], {'collect': sys.argv[2]}, {'correct': sys.argv[3]}, "
                     f"shard=({shard}, 2), cache_root=sys.argv[4])")
             return subprocess.Popen([sys.executable, "-c", code, config, str(collect),

@@ -8,9 +8,9 @@ import shutil
 import pytest
 import yaml
 
-from lema.answers import is_correct, math_verify_grade
-from lema.evaluate import summarize
+from lema.grading.answers import is_correct, math_verify_grade
 from lema.records import EvalRow
+from lema.stages.evaluate.evaluate import summarize
 
 from .conftest import DATA, ROOT
 
@@ -29,10 +29,11 @@ def test_graders_can_disagree_and_the_audit_counts_it():
 
 @pytest.mark.slow
 def test_lema_evaluate_on_svamp_and_a_user_set_with_maj_at_k(tiny_model, tmp_path, monkeypatch):
-    from lema import pipeline as pl
     from lema.cli import main
     from lema.config import load_config
-    from lema.report import write_report
+    from lema.stages import common as pl
+    from lema.stages import layout
+    from lema.stages.report.report import write_report
 
     mine = tmp_path / "my_bench.jsonl"
     mine.write_text("".join(json.dumps({"qid": f"b{i}", "text": f"Tom has {i} apples and buys {i + 2} more. "
@@ -48,14 +49,14 @@ def test_lema_evaluate_on_svamp_and_a_user_set_with_maj_at_k(tiny_model, tmp_pat
     cfg_file = tmp_path / "eval.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg_data))
     cfg = load_config(cfg_file)
-    p = pl.paths(cfg)
-    for v in pl.VARIANTS:  # stand-ins for the two fine-tuned models: the real tiny model, twice
+    p = layout.paths(cfg)
+    for v in layout.VARIANTS:  # stand-ins for the two fine-tuned models: the real tiny model, twice
         shutil.copytree(tiny_model, p.model(v))
 
     assert main(["evaluate", "--config", str(cfg_file)]) == 0
 
     metrics = {}
-    for v in pl.VARIANTS:
+    for v in layout.VARIANTS:
         m = json.loads((p.eval(v) / "metrics.json").read_text())
         assert set(m) == {"svamp/test", "math500/test", "my-bench"}
         assert (m["svamp/test"]["n"], m["math500/test"]["n"], m["my-bench"]["n"]) == (3, 2, 3)

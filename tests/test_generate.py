@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from lema.generate import OpenAIBackend, Sampling, TransformersBackend, VLLMBackend
+from lema.llm.backends import OpenAIBackend, Sampling, TransformersBackend, VLLMBackend
 
 pytestmark = pytest.mark.slow
 
@@ -86,9 +86,9 @@ def test_openai_backend_against_vllm_serve(vllm_server, monkeypatch):
 def test_llm_corrector_against_vllm_serve_quarantines_malformed_answers(vllm_server, tmp_path, monkeypatch):
     """The tiny model cannot write corrections; every row must still end corrected or quarantined, with reasons."""
     from lema.config import CorrectorConfig
-    from lema.correct import run_correct
     from lema.jsonl import read_raw
-    from lema.llm_corrector import LLMCorrector
+    from lema.stages.correct.correct import run_correct
+    from lema.stages.correct.llm import LLMCorrector
 
     from .conftest import FIXTURES
 

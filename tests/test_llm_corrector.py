@@ -12,16 +12,18 @@ import pytest
 import yaml
 
 from lema.config import BudgetConfig, CorrectorConfig
-from lema.correct import run_correct
 from lema.data import load_bundled
 from lema.jsonl import read_raw, write_jsonl
-from lema.generate import OpenAIBackend, Sampling
-from lema.llm_corrector import LLMCorrector
+from lema.llm.backends import OpenAIBackend, Sampling
+from lema.llm.budget import share_of
+from lema.llm.cache import ResponseCache
+from lema.llm.wire import Usage
 from lema.records import WrongPath
-from lema.transport import ResponseCache, Usage, share_of
+from lema.stages.correct.correct import run_correct
+from lema.stages.correct.llm import LLMCorrector
 
 from .conftest import DATA, FIXTURES
-from .openai_fault_server import FaultServer, Faults
+from .openai_fault_server import Faults, FaultServer
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"
 
@@ -327,7 +329,7 @@ def test_a_batch_created_by_a_run_killed_before_recording_it_is_adopted(tmp_path
     """Killed between creating a batch and storing its id: the next run finds the batch by its input file."""
     from openai import OpenAI
 
-    from lema.batch import STATE, SUBMITTING
+    from lema.llm.batch import STATE, SUBMITTING
 
     rows = wrong_paths(6)
     conf = cfg(server.url, batch=True, n=1, batch_poll_s=0.05)
@@ -347,7 +349,7 @@ def test_a_batch_created_by_a_run_killed_before_recording_it_is_adopted(tmp_path
 
 
 def test_a_submission_that_never_reached_the_server_is_forgotten(tmp_path, server):
-    from lema.batch import STATE, SUBMITTING
+    from lema.llm.batch import STATE, SUBMITTING
 
     rows = wrong_paths(4)
     (tmp_path / "cache").mkdir()

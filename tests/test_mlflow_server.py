@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lema.register import register_models
+from lema.registry.store import register_models
 
 pytestmark = pytest.mark.slow
 
@@ -98,9 +98,8 @@ def _cand(name, model, rows, tmp_path):
 def test_register_and_promote_against_postgres_backed_server(mlflow_server, tiny_model, monkeypatch, postgres,
                                                              tmp_path):
     import mlflow
+    from lema.registry.store import history
     from mlflow import MlflowClient
-
-    from lema.register import history
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     kw = dict(uri=mlflow_server, experiment="lema-test", model_name="lema-test-model", primary_metric="gsm8k/test",

@@ -16,7 +16,7 @@ from .conftest import ROOT
 
 
 def test_compiled_pipeline_is_not_stale(tmp_path):
-    from lema.kfp_cli import compile_pipeline
+    from lema.orchestration.kfp_cli import compile_pipeline
 
     fresh = compile_pipeline(ROOT / "params.yaml", tmp_path / "p.yaml")
     checked_in = ROOT / "pipelines" / "lema_pipeline.yaml"
@@ -105,8 +105,8 @@ def test_pipeline_structure():
 
 
 def test_gpu_compile_uses_the_cuda_image_for_gpu_stages(tmp_path):
-    from lema.kfp_cli import compile_pipeline
     from lema.orchestration.kfp import CPU_IMAGE, CUDA_IMAGE
+    from lema.orchestration.kfp_cli import compile_pipeline
 
     spec = next(yaml.safe_load_all(compile_pipeline(ROOT / "params.yaml", tmp_path / "g.yaml", gpu=True).read_text()))
     gpu_stages = {st.name for st in STAGES if st.gpu}
@@ -134,9 +134,9 @@ def test_every_component_runs_in_an_image_built_here():
 
 def test_sharded_collect_merges_back_to_the_local_order(tmp_path):
     """Per-question seeds and an interleaving merge: any shard count gives the local run's paths file."""
-    from lema.artifacts import merge_collect
-    from lema.collect import question_seed, write_collect
+    from lema.orchestration.artifacts import merge_collect
     from lema.records import SampledPath
+    from lema.stages.collect.collect import question_seed, write_collect
 
     def path(q: int, gen: str, i: int) -> SampledPath:
         return SampledPath(id=f"q{q:02d}", task="gsm8k", question=f"Q{q}", gold_solution="s", gold_answer="1",

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from lema.jsonl import read_jsonl, read_raw
-from lema.pipeline import Paths
 from lema.records import Correction, EvalRow, SampledPath, SFTExample
 from lema.stages import instances
+from lema.stages.layout import Paths
 
 pytestmark = pytest.mark.slow
 

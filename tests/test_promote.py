@@ -3,7 +3,7 @@
 import pytest
 from scipy.stats import binomtest
 
-from lema.promote import decide, format_decision
+from lema.registry.promote import decide, format_decision
 from lema.stats import compare_paired, mcnemar_exact, min_detectable_difference, paired_bootstrap, wilson
 
 
@@ -61,7 +61,7 @@ def test_a_champion_without_rows_is_not_compared():
 
 
 def test_significant_p_but_interval_touching_zero_is_not_promoted(monkeypatch):
-    import lema.promote as promote
+    import lema.registry.promote as promote
 
     champ, chall = outcomes([(False, True)] * 12 + [(True, True)] * 30 + [(True, False)])
     monkeypatch.setattr(promote, "compare_paired", lambda a, b, seed, alpha: {
@@ -93,8 +93,8 @@ def test_bootstrap_interval_and_wilson():
 
 
 def test_eval_summary_counts_no_answer_apart_and_breaks_math_down():
-    from lema.evaluate import summarize
     from lema.records import EvalRow
+    from lema.stages.evaluate.evaluate import summarize
 
     def row(i, correct, extracted, level, maj, passk):
         r = EvalRow(id=str(i), task="math", eval_set="math500/test", model="m", question="q", gold_answer="1",

@@ -3,7 +3,7 @@ import pytest
 from lema.config import load_config
 from lema.data import load_bundled
 from lema.prompts import cot_prompt, load_prompt
-from lema.register import flatten
+from lema.registry.store import flatten
 
 from .conftest import DATA, ROOT
 

@@ -4,7 +4,7 @@ import pytest
 
 from lema.config import load_config
 from lema.records import SFTExample
-from lema.train import grad_accum, learning_rate, mix
+from lema.stages.train.train import grad_accum, learning_rate, mix
 
 from .conftest import ROOT
 

@@ -5,9 +5,9 @@ detectable difference, in all three places, through the one decision rule and fo
 import json
 from pathlib import Path
 
-from lema.promote import format_decision
-from lema.register import register_models
-from lema.report import write_report
+from lema.registry.promote import format_decision
+from lema.registry.store import register_models
+from lema.stages.report.report import write_report
 from lema.stats import mcnemar_exact
 
 

@@ -57,7 +57,7 @@ def test_dvc_yaml_for_rounds():
     from lema.orchestration.dvc import dump, render
     from lema.stages import STAGES
 
-    assert all((ROOT / "src" / "lema" / f"{st.module}.py").exists() for st in STAGES)  # code deps exist
+    assert all((ROOT / "src" / "lema" / "stages" / st.package / "stage.py").exists() for st in STAGES)  # code deps exist
 
     one = render(_tiny())["stages"]
     stages = render(_tiny(rounds=2))["stages"]
@@ -80,8 +80,8 @@ def test_dvc_yaml_for_rounds():
 def test_kfp_unrolls_rounds_inside_the_registration_branch(tmp_path):
     from kfp import compiler
 
-    from lema.kfp_cli import resolved_config_text
     from lema.orchestration.kfp import build_pipeline
+    from lema.orchestration.kfp_cli import resolved_config_text
 
     params = tmp_path / "r3.yaml"
     params.write_text(yaml.safe_dump({**yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text()), "rounds": 3}))
@@ -112,7 +112,7 @@ def test_kfp_unrolls_rounds_inside_the_registration_branch(tmp_path):
 
 
 def test_rounds_need_fresh_questions():
-    from lema.pipeline import collect_problems
+    from lema.stages.common import collect_problems
 
     cfg = _tiny(rounds=3)
     r1, r2 = collect_problems(cfg, 1), collect_problems(cfg, 2)
@@ -128,8 +128,8 @@ def test_two_rounds_end_to_end_with_lineage(tmp_path):
     """`lema run` with rounds: 2 on the tiny config: round 2 samples with round 1's champion (downloaded from
     the registry by alias) on fresh questions, trains on both rounds' data, and registers with its lineage."""
     from lema.jsonl import read_jsonl
-    from lema.pipeline import Paths
     from lema.records import Correction, SampledPath, SFTExample
+    from lema.stages.layout import Paths
 
     run_dir = tmp_path / "run"
     sets = ["--set", "rounds=2", "--set", f"run_dir={run_dir}", "--set", f"data.dir={DATA}",
@@ -188,9 +188,9 @@ def _rows(tag: str, n: int):
 def test_kfp_pool_task_chains_rounds(tmp_path):
     """The Kubeflow `pool` body through run_stage: round 2 pools round 1's validate and collect artifacts,
     round 3 round 2's pool, in the order the local pool stage writes them."""
-    from lema.artifacts import run_stage
     from lema.jsonl import read_jsonl, write_jsonl
-    from lema.kfp_cli import resolved_config_text
+    from lema.orchestration.artifacts import run_stage
+    from lema.orchestration.kfp_cli import resolved_config_text
     from lema.records import Correction, SampledPath
 
     text = resolved_config_text(ROOT / "configs" / "tiny.yaml")

@@ -7,7 +7,7 @@ import pytest
 from lema.config import TrainConfig
 from lema.jsonl import write_jsonl
 from lema.records import SFTExample
-from lema.train import train
+from lema.stages.train.train import train
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ KILL_AT = """
 import os, signal, sys
 from transformers import TrainerCallback
 from lema.config import TrainConfig
-from lema.train import train
+from lema.stages.train.train import train
 
 class Kill(TrainerCallback):
     def on_save(self, args, state, control, **kw):
@@ -104,7 +104,7 @@ def test_paper_qlora_reaches_cuda_check_on_cpu(tiny_model, sft_file, tmp_path):
     import torch
 
     from lema.config import load_config
-    from lema.train import plan
+    from lema.stages.train.train import plan
 
     from .conftest import ROOT
 
@@ -164,7 +164,7 @@ def test_base_model_pretrains_through_trainer_reproducibly(tiny_config, tmp_path
     """`lema base-model`: the fixed step budget gives the same weights twice on CPU (and runs on a GPU if any)."""
     from safetensors.torch import load_file
 
-    from lema.base_model import build_base_model
+    from lema.stages.base_model.build import build_base_model
 
     from .conftest import DATA
 
@@ -212,7 +212,7 @@ def test_gpu_check_script_cpu_smoke_run(tmp_path):
 def test_run_key_follows_config_sft_set_base_model_and_seed(tiny_model, sft_file, tmp_path):
     import shutil
 
-    from lema.train import run_key
+    from lema.stages.train.train import run_key
 
     cfg = TrainConfig(epochs=1)
     key = run_key(str(tiny_model), sft_file, cfg, 0)

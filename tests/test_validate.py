@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from lema.correct import ReferenceCorrector
 from lema.jsonl import read_raw, write_jsonl
 from lema.records import WrongPath
-from lema.validate import ValidationFailed, run_validate
+from lema.stages.correct.correct import ReferenceCorrector
+from lema.stages.validate.validate import ValidationFailed, run_validate
 
 from .conftest import FIXTURES
 
@@ -80,7 +80,7 @@ def test_leakage_into_evaluation_sets_is_quarantined_and_data_docs_are_built(tmp
 
 
 def test_ngram_overlap_measure():
-    from lema.validate import NgramIndex
+    from lema.stages.validate.validate import NgramIndex
 
     idx = NgramIndex(["Tom has five red apples and gives two of them to his sister Mary today"], n=4)
     assert idx.max_overlap("tom has five red apples and gives two of them to his sister mary today") == 1.0
@@ -90,7 +90,7 @@ def test_ngram_overlap_measure():
 def test_the_same_suites_validate_paths_and_sft_sets(tmp_path):
     from lema.data import load_bundled
     from lema.records import SampledPath, SFTExample
-    from lema.validate import validate_file
+    from lema.stages.validate.validate import validate_file
 
     from .conftest import DATA
 

@@ -21,7 +21,7 @@ def _overrides(args) -> dict:
 
 
 def _config(args):
-    from .config import load_config
+    from lema.config import load_config
 
     return load_config(args.config, _overrides(args))
 
@@ -35,7 +35,7 @@ def _print_report(report) -> None:
 
 
 def cmd_grade(args) -> int:
-    from .grade import grade_file
+    from lema.grading.grade import grade_file
 
     summary = grade_file(args.file, args.task, args.out)
     print(json.dumps(summary))
@@ -44,8 +44,8 @@ def cmd_grade(args) -> int:
 
 def cmd_stage(args, cfg=None) -> int:
     """One node of the declared graph; its report lands where the declaration says (DVC tracks it)."""
-    from .jsonl import write_json
-    from .stages import BY_NAME, Instance, in_round
+    from lema.jsonl import write_json
+    from lema.stages import BY_NAME, Instance, in_round
 
     cfg = cfg or _config(args)
     stage = BY_NAME[args.command]
@@ -60,8 +60,8 @@ def cmd_stage(args, cfg=None) -> int:
 
 
 def cmd_validate(args) -> int:
-    from . import pipeline as pl
-    from .validate import run_validate, validate_file
+    from lema.stages import common as pl
+    from lema.stages.validate.validate import run_validate, validate_file
 
     cfg = _config(args)
     if args.input is None:
@@ -84,8 +84,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_correct(args) -> int:
-    from . import pipeline as pl
-    from .correct import run_correct
+    from lema.stages import common as pl
+    from lema.stages.correct.correct import run_correct
 
     cfg = _config(args)
     if args.corrector:
@@ -102,20 +102,20 @@ def cmd_correct(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .runner import run_with_display
+    from lema.orchestration.runner import run_with_display
 
     return run_with_display(_config(args), force=args.force, config_path=args.config, overrides=_overrides(args))
 
 
 def cmd_dvc(args) -> int:
-    from .orchestration.dvc import generate
+    from lema.orchestration.dvc import generate
 
     print(f"wrote {generate(args.config or 'params.yaml', args.out)}")
     return 0
 
 
 def cmd_pipeline(args) -> int:
-    from . import kfp_cli
+    from lema.orchestration import kfp_cli
 
     config = args.config or "params.yaml"
     if args.action == "compile":
@@ -137,7 +137,7 @@ def cmd_pipeline(args) -> int:
 
 
 def cmd_lab(args) -> int:
-    from .lab.run import main_from_args
+    from lema.lab.run import main_from_args
 
     return main_from_args(args, "lema lab")
 
@@ -146,7 +146,7 @@ def cmd_registry(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .register import history, tracking_uri
+    from lema.registry.store import history, tracking_uri
 
     cfg = _config(args)
     rows = history(tracking_uri(cfg.register_.tracking_uri, cfg.run_dir), cfg.register_.model_name)
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", default=None, help="write each row with `correct` and `pred_answer`")
     g.set_defaults(fn=cmd_grade)
 
-    from .stages import STAGES
+    from lema.stages import STAGES
 
     parsers = {}
     for st in STAGES:  # one subcommand per declared stage
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--out", default="dvc.yaml")
     d.set_defaults(fn=cmd_dvc)
 
-    from .lab.run import add_arguments as lab_arguments
+    from lema.lab.run import add_arguments as lab_arguments
 
     lab = sub.add_parser("lab", help="LeMa's claims and LeMa in rounds on a synthetic task (tiny model; CPU or GPU)")
     lab_arguments(lab)
@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     k.set_defaults(fn=cmd_pipeline)
 
     args = parser.parse_args(argv)
-    from .jsonl import DataError
-    from .validate import ValidationFailed
+    from lema.jsonl import DataError
+    from lema.stages.validate.validate import ValidationFailed
 
     try:
         return args.fn(args)

@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .answers import format_number, gsm8k_gold, last_boxed, numbers_in
-from .config import EvalFields, EvalSetConfig
-from .jsonl import DataError, iter_jsonl, iter_objects
-from .records import Problem
+from lema.config import EvalFields, EvalSetConfig
+from lema.grading.answers import format_number, gsm8k_gold, last_boxed, numbers_in
+from lema.jsonl import DataError, iter_jsonl, iter_objects
+from lema.records import Problem
 
 
 class _GSM8KRow(BaseModel):

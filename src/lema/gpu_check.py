@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import TrainConfig, deep_merge, load_recipe
+from lema.config import TrainConfig, deep_merge, load_recipe
 
 STEPS = ("env", "base-model", "collect", "train-full", "train-lora", "train-qlora", "evaluate")
 
@@ -43,7 +43,7 @@ def _base(s: dict) -> str:
 
 
 def _make_backend(s: dict, model: str):
-    from .generate import make_backend
+    from lema.llm.backends import make_backend
 
     return make_backend(backend_kind(s), model, seed=0, vllm_options={
         "gpu_memory_utilization": 0.3, "kv_cache_gib": None, "dtype": "bfloat16", "enforce_eager": True})
@@ -76,8 +76,8 @@ def step_env(s: dict) -> dict:
 
 
 def step_base_model(s: dict) -> dict:
-    from .base_model import build_base_model
-    from .config import BaseModelConfig
+    from lema.config import BaseModelConfig
+    from lema.stages.base_model.build import build_base_model
 
     small = dict(vocab_size=512, hidden_size=64, num_layers=2, num_heads=1, intermediate_size=128) if s["small"] else {}
     cfg = BaseModelConfig(pretrain_steps=s["pretrain_steps"], max_length=256, **small)
@@ -87,11 +87,11 @@ def step_base_model(s: dict) -> dict:
 
 def step_collect(s: dict) -> dict:
     """Sample the base model on training questions and write the CoT SFT set the training steps use."""
-    from .collect import collect
-    from .config import GeneratorConfig
-    from .data import load_bundled
-    from .jsonl import write_jsonl
-    from .sft import cot_examples
+    from lema.config import GeneratorConfig
+    from lema.data import load_bundled
+    from lema.jsonl import write_jsonl
+    from lema.stages.collect.collect import collect
+    from lema.stages.sft.build import cot_examples
 
     problems = load_bundled("gsm8k/train", s["data"])
     write_jsonl(s["work"] / "sft" / "cot.jsonl", cot_examples(problems[:512]))
@@ -103,7 +103,7 @@ def step_collect(s: dict) -> dict:
 
 
 def _train(s: dict, recipe: str, variant: str, **update) -> dict:
-    from .train import train
+    from lema.stages.train.train import train
 
     cfg = TrainConfig.model_validate(deep_merge(load_recipe(s["recipes"] / f"{recipe}.yaml"), update))
     cfg = cfg.model_copy(update={"max_steps": s["train_steps"], "save_steps": max(1, s["train_steps"] // 2),
@@ -127,8 +127,8 @@ def step_train_qlora(s: dict) -> dict:
 
 
 def step_evaluate(s: dict) -> dict:
-    from .data import load_bundled
-    from .evaluate import run_evaluate
+    from lema.data import load_bundled
+    from lema.stages.evaluate.evaluate import run_evaluate
 
     out = {}
     for variant in ("full", "lora", "qlora"):

@@ -4,7 +4,7 @@ matplotlib, pydantic, pyyaml), e.g. on a GPU box."""
 import argparse
 import sys
 
-from .run import add_arguments, main_from_args
+from lema.lab.run import add_arguments, main_from_args
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m lema.lab", description=__doc__)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from . import task
-from .engine import Example, completion_tokens
-from .tokenizer import WordTokenizer
+from lema.lab import task
+from lema.lab.engine import Example, completion_tokens
+from lema.lab.tokenizer import WordTokenizer
 
 ARMS = ("cot", "lema", "cot_extra_tokens", "cot_extra_examples", "lema_no_expl", "lema_informative")
 TITLES = {"base": "base model (generator, before fine-tuning)", "cot": "CoT only",

@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from .arms import ARMS
+from lema.lab.arms import ARMS
 
 ArmName = Literal["cot", "lema", "cot_extra_tokens", "cot_extra_examples", "lema_no_expl", "lema_informative"]
 

@@ -1,6 +1,6 @@
 """The lab's model, training loop and decoding: a tiny Llama (transformers) and a plain torch loop.
 
-A small loop of our own rather than `lema.train`: every arm must see exactly the same
+A small loop of our own rather than `lema.stages.train.train`: every arm must see exactly the same
 optimiser settings and schedule, the loss only on completion tokens, and it must run
 with nothing but torch + transformers (the GPU box has no TRL).
 """
@@ -11,7 +11,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from .tokenizer import WordTokenizer
+from lema.lab.tokenizer import WordTokenizer
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .arms import TITLES
-from .stats import compare, t_interval
+from lema.lab.arms import TITLES
+from lema.lab.stats import compare, t_interval
 
 CLAIMS = [("cot", "lema", "(1) CoT + corrections beats CoT alone"),
           ("cot_extra_tokens", "lema", "(2) corrections beat the same number of extra CoT tokens"),
@@ -77,8 +77,7 @@ def track(cfg, summaries: list[dict], agg: dict, log) -> None:
         log("lab: mlflow not installed; tracking skipped (results.json has everything)")
         return
     import mlflow
-
-    from ..register import using_tracking_uri  # restores the caller's URI and environment afterwards
+    from lema.registry.store import using_tracking_uri  # restores the caller's URI and environment afterwards
 
     uri = cfg.tracking_uri or f"sqlite:///{Path(cfg.run_dir).resolve() / 'mlflow.db'}"
     with using_tracking_uri(uri):

@@ -5,8 +5,8 @@ self-training on the chain's own right answers (rejection sampling) and extra go
 
 from __future__ import annotations
 
-from . import arms as A
-from .engine import completion_tokens
+from lema.lab import arms as A
+from lema.lab.engine import completion_tokens
 
 CHAINS = ("lema", "self_train", "cot_extra")
 

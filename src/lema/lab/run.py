@@ -15,10 +15,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import arms as A
-from . import task
-from .config import LabConfig
-from .engine import Example, ModelSpec, TrainSpec, complete, new_model, train
+from lema.lab import arms as A
+from lema.lab import task
+from lema.lab.config import LabConfig
+from lema.lab.engine import Example, ModelSpec, TrainSpec, complete, new_model, train
 
 
 def resolve_device(device: str) -> str:
@@ -41,7 +41,7 @@ class SeedContext:
     """What one seed's steps share: settings, tokenizer, pools, the base weights, timings."""
 
     def __init__(self, cfg: LabConfig, seed: int, device: str, log):
-        from .tokenizer import build_tokenizer
+        from lema.lab.tokenizer import build_tokenizer
 
         self.cfg, self.seed, self.device, self.log = cfg, seed, device, log
         self.tok = build_tokenizer()
@@ -85,7 +85,7 @@ class SeedContext:
         return wrongs, rights, paths
 
     def evaluate(self, model) -> dict:
-        from ..answers import is_correct
+        from lema.grading.answers import is_correct
 
         test = self.pools["test"]
         outs = complete(model, [self.prompt(p) for p in test], self.tok, self.device, self.cfg.max_new_tokens)
@@ -141,7 +141,7 @@ def run_seed(cfg: LabConfig, seed: int, device: str, log=print) -> dict:
                "funnel": {"sampled": len(paths), "wrong": len(wrongs), "right": len(rights),
                           "error_types": dict(Counter(w.mistake.kind for w in wrongs))}}
     if cfg.rounds >= 1 and "lema" in results and "cot_extra_tokens" in results:
-        from .rounds import run_rounds
+        from lema.lab.rounds import run_rounds
 
         n_cot = len(ctx.cot)
         round1 = {"corrections": sets["lema"][n_cot:], "extra_tokens": sets["cot_extra_tokens"][n_cot:],
@@ -194,7 +194,7 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
 
 def write_results(cfg: LabConfig, summaries: list[dict], meta: dict, log=print) -> Path:
     """Statistics, MLflow runs (when importable), results.json, report.md and plots from seed summaries."""
-    from .report import aggregate, track, write_report
+    from lema.lab.report import aggregate, track, write_report
 
     agg = aggregate(cfg, summaries)
     agg.update({k: meta[k] for k in ("command", "machine", "minutes", "workers")})
@@ -254,7 +254,7 @@ def command_line(args, prog: str) -> str:
 
 
 def main_from_args(args, prog: str) -> int:
-    from .config import load_lab_config
+    from lema.lab.config import load_lab_config
 
     cfg = load_lab_config(args.lab_config, quick=args.quick,
                           seeds=list(range(1, args.seeds + 1)) if args.seeds else None, rounds=args.rounds,

@@ -14,7 +14,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from ..steps import format_steps, split_steps
+from lema.grading.steps import format_steps, split_steps
 
 NAMES = ["Ana", "Ben", "Cara", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ivy", "Jon", "Kai", "Lea", "Max", "Nia",
          "Omar", "Pia", "Raj", "Sara", "Tom", "Uma", "Vic", "Wes", "Yara", "Zoe"]

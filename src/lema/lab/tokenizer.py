@@ -55,7 +55,7 @@ class WordTokenizer:
 
 def build_tokenizer(seed: int = 0, n: int = 3000) -> WordTokenizer:
     """The closed vocabulary: every word the generator, the prompts and every correction style can write."""
-    from . import task
+    from lema.lab import task
 
     rng = random.Random(seed)
     words = set(str(d) for d in range(10))

@@ -1,6 +1,6 @@
 """The Kubeflow Pipelines v2 adapter: components and the pipeline, built from the stage declaration.
 
-Each component is a lightweight Python component whose body only calls ``lema.artifacts`` (the same stage
+Each component is a lightweight Python component whose body only calls ``lema.orchestration.artifacts`` (the same stage
 functions as ``lema run`` and ``dvc repro``); lightweight components also run under kfp.local's
 SubprocessRunner.  Images and resources come from the declaration (``Stage.gpu``/``cpu``/``memory``): with
 ``gpu=True`` the GPU stages (collect, train, evaluate) run the CUDA image and request one GPU.
@@ -21,7 +21,7 @@ from typing import List  # noqa: UP035 - KFP reads these annotations
 from kfp import dsl, kubernetes
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
-from ..stages import BY_NAME
+from lema.stages import BY_NAME
 
 REGISTRY = os.environ.get("LEMA_IMAGE_REGISTRY", "ghcr.io/lema-mlops")
 VERSION = "0.1.0"
@@ -36,14 +36,14 @@ MLFLOW_CONFIG = "lema-pipeline"  # config map (infra/base): every task gets MLFL
 
 def base_model(config: str, model: Output[Model]):
     """Build the embedded default model (tokenizer + from-scratch pretraining)."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     run_stage("base-model", config, {}, {"base_model": model.path})
 
 
 def collect(config: str, model: Input[Model], work: dict, num_shards: int, paths: Output[Dataset]):
     """Sample and grade CoT paths from one generator (work["generator"]) on one shard (work["shard"])."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     run_stage("collect", config, {"base_model": model.path}, {"collect": paths.path},
               shard=(int(work["shard"]), num_shards), generator=work["generator"])
@@ -51,7 +51,7 @@ def collect(config: str, model: Input[Model], work: dict, num_shards: int, paths
 
 def merge_collect(shards: Input[List[Dataset]], paths: Output[Dataset], metrics: Output[Metrics]):
     """Fan-in: one collect artifact from every (generator, shard) task."""
-    from lema.artifacts import merge_collect as merge
+    from lema.orchestration.artifacts import merge_collect as merge
 
     report = merge([s.path for s in shards], paths.path)
     for key in ("samples", "right", "wrong"):
@@ -61,7 +61,7 @@ def merge_collect(shards: Input[List[Dataset]], paths: Output[Dataset], metrics:
 def correct(config: str, paths: Input[Dataset], shard: int, num_shards: int, cache_root: str,
             corrections: Output[Dataset]):
     """Correct one shard; LLM responses and Batch ids are cached under `cache_root`, so a retry never pays twice."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     run_stage("correct", config, {"collect": paths.path}, {"correct": corrections.path}, shard=(shard, num_shards),
               cache_root=cache_root)
@@ -69,7 +69,8 @@ def correct(config: str, paths: Input[Dataset], shard: int, num_shards: int, cac
 
 def merge_correct(config: str, shards: Input[List[Dataset]], corrections: Output[Dataset], metrics: Output[Metrics]):
     """Fan-in of the correction shards; token and cost usage summed and logged to MLflow."""
-    from lema.artifacts import log_usage, merge_correct as merge
+    from lema.orchestration.artifacts import log_usage
+    from lema.orchestration.artifacts import merge_correct as merge
 
     report = merge([s.path for s in shards], corrections.path)
     metrics.log_metric("correct/corrected", report.n_out)
@@ -80,7 +81,7 @@ def merge_correct(config: str, shards: Input[List[Dataset]], corrections: Output
 
 def validate(config: str, corrections: Input[Dataset], valid: Output[Dataset], metrics: Output[Metrics]):
     """Great Expectations suite over the corrections; failures go to quarantine."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     report = run_stage("validate", config, {"correct": corrections.path}, {"validate": valid.path})
     metrics.log_metric("validate/pass_rate", report.details["pass_rate"])
@@ -89,14 +90,14 @@ def validate(config: str, corrections: Input[Dataset], valid: Output[Dataset], m
 
 def build_sft(config: str, valid: Input[Dataset], paths: Input[Dataset], sft: Output[Dataset]):
     """CoT-only and LeMa prompt/completion sets."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     run_stage("build-sft", config, {"validate": valid.path, "collect": paths.path}, {"build_sft": sft.path})
 
 
 def train(config: str, variant: str, sft: Input[Dataset], base: Input[Model], model: Output[Model]):
     """Fine-tune one variant (cot or lema) with TRL."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     run_stage("train", config, {"build_sft": sft.path, "base_model": base.path}, {f"train_{variant}": model.path},
               variant=variant)
@@ -104,7 +105,7 @@ def train(config: str, variant: str, sft: Input[Dataset], base: Input[Model], mo
 
 def evaluate(config: str, variant: str, model: Input[Model], results: Output[Dataset], metrics: Output[Metrics]):
     """Greedy pass@1 of one fine-tuned model; accuracies appear in the KFP UI."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     report = run_stage("evaluate", config, {f"train_{variant}": model.path}, {f"evaluate_{variant}": results.path},
                        variant=variant)
@@ -126,7 +127,7 @@ def register(config: str, train_cot: Input[Model], train_lema: Input[Model], eva
              eval_lema: Input[Dataset], paths: Input[Dataset], corrections: Input[Dataset], valid: Input[Dataset],
              registry: Output[Dataset]):
     """Log both models to MLflow (MLFLOW_TRACKING_URI) and set the champion alias."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     run_stage("register", config, {"train_cot": train_cot.path, "train_lema": train_lema.path,
                                    "evaluate_cot": eval_cot.path, "evaluate_lema": eval_lema.path,
@@ -140,7 +141,7 @@ def report(config: str, train_cot: Input[Model], train_lema: Input[Model], eval_
     """The run report (plots + Markdown, with the registration result when there is one)."""
     from pathlib import Path
 
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     inputs = {"train_cot": train_cot.path, "train_lema": train_lema.path, "evaluate_cot": eval_cot.path,
               "evaluate_lema": eval_lema.path, "collect": paths.path, "correct": corrections.path,
@@ -153,14 +154,14 @@ def report(config: str, train_cot: Input[Model], train_lema: Input[Model], eval_
 
 def champion(config: str, rnd: int, registry: Input[Dataset], model: Output[Model]):
     """Round rnd's generator: the registry champion after round rnd-1 (`registry` orders it after that round)."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     run_stage("champion", config, {"prev_register": registry.path}, {"champion": model.path}, rnd=rnd)
 
 
 def collect_round(config: str, rnd: int, model: Input[Model], work: dict, num_shards: int, paths: Output[Dataset]):
     """Collect in round rnd >= 2: the champion samples round rnd's fresh training questions."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     run_stage("collect", config, {"champion": model.path}, {"collect": paths.path},
               shard=(int(work["shard"]), num_shards), generator=work["generator"], rnd=rnd)
@@ -169,7 +170,7 @@ def collect_round(config: str, rnd: int, model: Input[Model], work: dict, num_sh
 def pool(config: str, rnd: int, prev_valid: Input[Dataset], prev_paths: Input[Dataset], valid: Input[Dataset],
          paths: Input[Dataset], pool: Output[Dataset]):
     """All rounds' validated corrections and right paths so far (round 2's previous pool is round 1's data)."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     prev = ({"prev_validate": prev_valid.path, "prev_collect": prev_paths.path} if rnd == 2
             else {"prev_pool": prev_valid.path})
@@ -180,7 +181,7 @@ def register_round(config: str, rnd: int, champion: Input[Model], train_cot: Inp
                    eval_cot: Input[Dataset], eval_lema: Input[Dataset], paths: Input[Dataset],
                    corrections: Input[Dataset], valid: Input[Dataset], registry: Output[Dataset]):
     """Register round rnd's models with their lineage (lema.round, lema.parent_version)."""
-    from lema.artifacts import run_stage
+    from lema.orchestration.artifacts import run_stage
 
     run_stage("register", config, {"champion": champion.path, "train_cot": train_cot.path,
                                    "train_lema": train_lema.path, "evaluate_cot": eval_cot.path,

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import yaml
 
-from ..config import Config
-from ..jsonl import write_json
-from ..records import StageReport
-from ..stages import Instance, instances
-from . import dvc as dvcgen
+from lema.config import Config
+from lema.jsonl import write_json
+from lema.orchestration import dvc as dvcgen
+from lema.records import StageReport
+from lema.stages import Instance, instances
 
 OnStage = Callable[[str, StageReport | None, bool], None]
 

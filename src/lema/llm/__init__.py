@@ -1,0 +1,2 @@
+"""The LLM client side: ``backends`` (vLLM, transformers, OpenAI-compatible generation), ``transport`` (the
+OpenAI client with retries), ``wire`` (request/response/usage records), ``cache``, ``budget`` and ``batch``."""

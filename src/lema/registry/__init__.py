@@ -1,0 +1,2 @@
+"""The model registry: ``store`` (MLflow I/O), ``promote`` (the paired decision), ``card`` (model cards),
+``provenance`` (code, data and lineage tags)."""

@@ -1,0 +1,263 @@
+"""MLflow I/O for the register stage: tracking, the model registry and the promotion aliases.
+
+Each fine-tuned variant gets a run (params, metrics, artifacts, its per-question
+evaluation rows) and a version of one registered model, tagged with the data
+hash, git commit, config hash and metrics.  The run's better variant is the
+candidate; it becomes ``champion`` only if it beats the current champion
+significantly on the same questions (``lema.registry.promote``), else ``challenger``
+with the reason recorded.  Every decision is kept as version tags (the
+promotion history, ``lema registry history``) and in a model card.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from lema.records import StageReport
+from lema.registry.card import model_card
+from lema.registry.promote import decide, promotion_tags
+
+SECRET_MARKERS = ("key", "token", "secret", "password")
+
+
+@contextlib.contextmanager
+def using_tracking_uri(uri: str):
+    """Point MLflow at `uri` for a block, then restore the previous URI and environment.
+
+    `mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI, so without this a second run in the
+    same process (or any subprocess it starts) would silently log to the first run's store.
+    """
+    import mlflow
+
+    before_env = os.environ.get("MLFLOW_TRACKING_URI")
+    before = mlflow.get_tracking_uri() if before_env else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        if before_env is None:
+            mlflow.set_tracking_uri(None)  # unsets the global and the environment variable
+        else:
+            mlflow.set_tracking_uri(before)
+            os.environ["MLFLOW_TRACKING_URI"] = before_env
+
+
+def tracking_uri(configured: str | None, run_dir: str | Path) -> str:
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path(run_dir).resolve() / 'mlflow.db'}"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted params for MLflow; anything that looks like a secret is dropped, never logged."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if any(m in k.lower() for m in SECRET_MARKERS):
+            continue
+        if isinstance(v, dict):
+            out |= flatten(v, key + ".")
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+def serving_requirements() -> list[str]:
+    """Pinned requirements for the logged model (MLflow's inference would demand torchvision)."""
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg).split('+')[0]}" for pkg in ("torch", "transformers", "tokenizers", "accelerate")]
+
+
+def metric_key(name: str) -> str:
+    """MLflow metric names allow letters, digits, _ - . space and /: "gsm8k/test" -> "gsm8k_test", "maj@8" -> "maj_at_8"."""
+    return name.replace("/", "_").replace("@", "_at_")
+
+
+
+
+def outcomes(rows_file: str | Path, eval_set: str) -> dict[str, bool]:
+    out = {}
+    for line in Path(rows_file).read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            if r["eval_set"] == eval_set:
+                out[r["id"]] = bool(r["correct"])
+    return out
+
+
+def _champion_outcomes(client, model_name: str, eval_set: str, exclude: set[str]):
+    """(version, {id: correct}) of the current champion, from the eval rows logged with its run."""
+    import mlflow
+
+    try:
+        champ = client.get_model_version_by_alias(model_name, "champion")
+    except mlflow.exceptions.MlflowException:
+        return None, None
+    if str(champ.version) in exclude:
+        return None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(champ.run_id, "eval/rows.jsonl", tmp)
+        except Exception:  # noqa: BLE001 - a champion without rows cannot be compared; say so, do not guess
+            return str(champ.version), {}
+        return str(champ.version), outcomes(path, eval_set)
+
+
+
+
+
+
+def register_models(candidates: list[dict[str, Any]], *, uri: str, experiment: str, model_name: str,
+                    primary_metric: str, params: dict[str, Any], run_artifacts: list[str | Path],
+                    stage_metrics: dict[str, float], tags: dict[str, str] | None = None, alpha: float = 0.05,
+                    min_questions: int = 1, seed: int = 0) -> StageReport:
+    """candidates: [{name, model_dir, metrics: {set: {...}}, rows: path, artifacts: [...], loss_history}]."""
+    with using_tracking_uri(uri):
+        return _register(candidates, uri=uri, experiment=experiment, model_name=model_name,
+                         primary_metric=primary_metric, params=params, run_artifacts=run_artifacts,
+                         stage_metrics=stage_metrics, tags=tags, alpha=alpha, min_questions=min_questions, seed=seed)
+
+
+def _register(candidates, *, uri, experiment, model_name, primary_metric, params, run_artifacts, stage_metrics, tags,
+              alpha, min_questions, seed) -> StageReport:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_experiment(experiment)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    tags = dict(tags or {})
+    versions: dict[str, str] = {}
+    run_ids: dict[str, str] = {}
+    for cand in candidates:
+        with mlflow.start_run(run_name=cand["name"]) as run:
+            mlflow.log_params(flatten(params))
+            mlflow.set_tags({"lema.variant": cand["name"], **tags})
+            for set_name, m in cand["metrics"].items():
+                for k, v in m.items():
+                    if isinstance(v, (int, float)):
+                        mlflow.log_metric(metric_key(f"{set_name}.{k}"), float(v))
+            for k, v in stage_metrics.items():
+                mlflow.log_metric(k, float(v))
+            for step, entry in enumerate(cand.get("loss_history", [])):
+                mlflow.log_metric("train_loss", float(entry["loss"]), step=int(entry.get("step", step)))
+            if cand.get("rows"):  # stored under a fixed name: later promotions compare against it
+                with tempfile.TemporaryDirectory() as tmp:
+                    fixed = Path(tmp) / "rows.jsonl"
+                    fixed.write_bytes(Path(cand["rows"]).read_bytes())
+                    mlflow.log_artifact(str(fixed), artifact_path="eval")
+            for art in run_artifacts + cand.get("artifacts", []):
+                p = Path(art)
+                if p.is_dir():
+                    mlflow.log_artifacts(str(p), artifact_path=p.name)
+                elif p.exists():
+                    mlflow.log_artifact(str(p))
+            info = mlflow.transformers.log_model(transformers_model=str(cand["model_dir"]), name="model",
+                                                 task="text-generation", registered_model_name=model_name,
+                                                 pip_requirements=serving_requirements())
+            run_ids[cand["name"]] = run.info.run_id
+        versions[cand["name"]] = str(info.registered_model_version)
+        version = versions[cand["name"]]
+        for k, v in {"variant": cand["name"], **tags}.items():
+            client.set_model_version_tag(model_name, version, k, v)
+        for set_name, m in cand["metrics"].items():
+            client.set_model_version_tag(model_name, version, f"accuracy.{set_name}", f"{m['accuracy']:.4f}")
+
+    # The run's candidate: the better variant on the primary metric (LeMa on ties).
+    scores = {c["name"]: c["metrics"].get(primary_metric, {}).get("accuracy", 0.0) for c in candidates}
+    best = max(candidates, key=lambda c: (scores[c["name"]], c["name"] == "lema"))
+    champ_version, champ_rows = _champion_outcomes(client, model_name, primary_metric, set(versions.values()))
+    best_rows = outcomes(best["rows"], primary_metric) if best.get("rows") else {}
+    decision = decide(champ_rows if champ_version else None, best_rows, alpha=alpha, min_questions=min_questions,
+                      seed=seed, against=f"v{champ_version}" if champ_version else None)
+    version = versions[best["name"]]
+    client.set_registered_model_alias(model_name, "champion" if decision.promote else "challenger", version)
+    history = promotion_tags(decision, primary_metric)
+    history["promotion.at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for k, v in history.items():
+        client.set_model_version_tag(model_name, version, k, v)
+    for c in candidates:
+        if c is not best:
+            client.set_model_version_tag(model_name, versions[c["name"]], "promotion.decision", "not-selected")
+            client.set_model_version_tag(model_name, versions[c["name"]], "promotion.reason",
+                                         f"{best['name']} scored higher on {primary_metric} in the same run")
+    card = model_card(model_name, version, best, decision, tags, params)
+    client.update_model_version(model_name, version, description=card)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "model_card.md").write_text(card)
+        client.log_artifact(run_ids[best["name"]], str(Path(tmp) / "model_card.md"))
+    return StageReport(stage="register", n_in=len(candidates), n_out=len(versions),
+                       details={"tracking_uri": uri, "model_name": model_name, "versions": versions,
+                                "run_ids": run_ids, "candidate": best["name"], "scores": scores,
+                                "champion": best["name"] if decision.promote else None,
+                                "previous_champion": champ_version, "decision": decision.as_dict(),
+                                "primary_metric": primary_metric, "model_card": card})
+
+
+def history(uri: str, model_name: str) -> list[dict[str, Any]]:
+    """Every version with its variant, aliases and promotion tags, oldest first."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    aliases: dict[str, list[str]] = {}
+    for alias, v in client.get_registered_model(model_name).aliases.items():
+        aliases.setdefault(str(v), []).append(alias)
+    rows = []
+    for mv in client.search_model_versions(f"name = '{model_name}'"):
+        t = mv.tags
+        rows.append({"version": int(mv.version), "variant": t.get("variant"), "aliases": aliases.get(str(mv.version), []),
+                     "decision": t.get("promotion.decision"), "reason": t.get("promotion.reason"),
+                     "against": t.get("promotion.against"), "p_value": t.get("promotion.p_value"),
+                     "at": t.get("promotion.at"), "git_commit": t.get("git_commit"),
+                     "round": t.get("lema.round"), "parent": t.get("lema.parent_version"),
+                     "accuracy": {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("accuracy.")}})
+    return sorted(rows, key=lambda r: r["version"])
+
+
+def download_champion(uri: str, model_name: str, dst: str | Path) -> dict[str, Any]:
+    """The version behind ``models:/<name>@champion`` as one local Hugging Face directory (weights from the
+    transformers flavour's ``model/``, tokenizer from ``components/``), for the next round to sample with.
+
+    The alias is resolved once and that exact version is downloaded, so a promotion in between cannot mix two."""
+    import shutil
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    with using_tracking_uri(uri):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        try:
+            mv = client.get_model_version_by_alias(model_name, "champion")
+        except mlflow.exceptions.MlflowException as e:
+            raise ValueError(f"models:/{model_name}@champion does not exist in {uri}: the previous round promoted "
+                             "no champion, so there is no generator for this round") from e
+        dst = Path(dst)
+        if dst.exists():
+            shutil.rmtree(dst)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{mv.version}",
+                                                             dst_path=tmp))
+            shutil.copytree(local / "model", dst)
+            for comp in sorted((local / "components").glob("*")) if (local / "components").is_dir() else []:
+                shutil.copytree(comp, dst, dirs_exist_ok=True)
+    if not (dst / "config.json").exists():
+        raise ValueError(f"models:/{model_name}/{mv.version} has no Hugging Face model under model/")
+    return {"model_uri": f"models:/{model_name}@champion", "version": str(mv.version), "run_id": mv.run_id,
+            "variant": mv.tags.get("variant"), "champion_round": mv.tags.get("lema.round")}
+
+
+def log_report(registry: dict, report_dir: str | Path) -> None:
+    """Attach the run report (Markdown + plots) to every registered variant's MLflow run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=registry["tracking_uri"])
+    for run_id in registry.get("run_ids", {}).values():
+        client.log_artifacts(run_id, str(report_dir), artifact_path="report")

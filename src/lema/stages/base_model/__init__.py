@@ -1,0 +1,1 @@
+"""Stage `base-model`: ``build`` pretrains the embedded tiny Llama from scratch."""

@@ -1,0 +1,1 @@
+"""Stage `champion` (rounds >= 2): the previous round's registry champion as this round's generator."""

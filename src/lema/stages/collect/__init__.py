@@ -1,0 +1,1 @@
+"""Stage `collect`: ``collect`` samples CoT paths and splits them into right and wrong."""

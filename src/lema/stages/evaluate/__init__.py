@@ -1,0 +1,1 @@
+"""Stage `evaluate`: ``evaluate`` grades greedy (and sampled) answers on every eval set."""

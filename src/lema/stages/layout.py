@@ -1,0 +1,65 @@
+"""The run-dir layout: where each stage's artifacts live (round 1 in the run dir, round r under rounds/<r>/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lema.config import Config
+
+VARIANTS = ("cot", "lema")
+BASE_DIR = "models/base"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """A round's artifact locations: round 1 in the run dir itself, round r under ``rounds/<r>/``."""
+
+    root: Path
+    round: int = 1
+
+    @property
+    def dir(self) -> Path: return self.root if self.round == 1 else self.root / "rounds" / str(self.round)
+    @property
+    def base_model(self) -> Path: return self.root / BASE_DIR
+    @property
+    def generator(self) -> Path: return self.dir / "generator"
+    @property
+    def collect(self) -> Path: return self.dir / "collect"
+    @property
+    def correct(self) -> Path: return self.dir / "correct"
+    @property
+    def validate(self) -> Path: return self.dir / "validate"
+    @property
+    def pool(self) -> Path: return self.dir / "pool"
+    @property
+    def sft(self) -> Path: return self.dir / "sft"
+    def train(self, variant: str) -> Path: return self.dir / "train" / variant
+    def model(self, variant: str) -> Path: return self.train(variant) / "model"
+    def eval(self, variant: str) -> Path: return self.dir / "eval" / variant
+    @property
+    def register(self) -> Path: return self.dir / "register"
+    @property
+    def report(self) -> Path: return self.dir / "report"
+
+    def cumulative(self) -> tuple[Path, Path]:
+        """(validated corrections, right paths) of every round up to this one."""
+        if self.round == 1:
+            return self.validate / "valid.jsonl", self.collect / "right.jsonl"
+        return self.pool / "valid.jsonl", self.pool / "right.jsonl"
+
+
+def paths(cfg: Config, rnd: int = 1) -> Paths:
+    return Paths(cfg.run_path, rnd)
+
+
+def round_dir(rnd: int) -> str:
+    """A round's directory inside the run dir: round 1 is the run dir itself."""
+    return "" if rnd == 1 else f"rounds/{rnd}/"
+
+
+def pool_file(rnd: int, name: str) -> str:
+    """Round `rnd`'s cumulative data file (valid.jsonl or right.jsonl); round 1's pool is its own outputs."""
+    if rnd == 1:
+        return {"valid.jsonl": "validate/valid.jsonl", "right.jsonl": "collect/right.jsonl"}[name]
+    return f"{round_dir(rnd)}pool/{name}"

@@ -1,0 +1,1 @@
+"""Stage `pool` (rounds >= 2): the cumulative training data of all rounds so far."""

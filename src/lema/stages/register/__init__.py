@@ -1,0 +1,1 @@
+"""Stage `register`: the shell over ``lema.registry`` (MLflow runs, versions, promotion)."""

@@ -1,0 +1,1 @@
+"""Stage `report`: ``report`` writes the Markdown report and its plots."""

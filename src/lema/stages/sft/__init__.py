@@ -1,0 +1,1 @@
+"""Stage `build-sft`: ``build`` writes the CoT-only and CoT + corrections SFT sets."""

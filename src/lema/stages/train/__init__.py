@@ -1,0 +1,1 @@
+"""Stage `train`: ``train`` fine-tunes with TRL (full or LoRA/QLoRA, resumable)."""

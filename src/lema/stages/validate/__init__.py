@@ -1,0 +1,1 @@
+"""Stage `validate`: ``validate`` checks corrections with a Great Expectations suite."""

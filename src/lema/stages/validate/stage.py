@@ -1,0 +1,23 @@
+"""Stage `validate`: keep well-formed corrections that reach the gold answer (Great Expectations suite)."""
+
+from __future__ import annotations
+
+from lema.config import Config
+from lema.jsonl import write_json
+from lema.records import StageReport
+from lema.stages.common import eval_sets
+from lema.stages.layout import paths
+from lema.stages.validate.validate import run_validate
+
+
+def run(cfg: Config, rnd: int = 1) -> StageReport:
+    p = paths(cfg, rnd)
+    v = cfg.validate_
+    eval_questions = [q.question for problems in eval_sets(cfg, full=True).values() for q in problems]
+    report = run_validate(p.correct / "corrections.jsonl", p.validate / "valid.jsonl",
+                          p.validate / "quarantine.jsonl", p.validate / "ge_result.json", v.min_pass_rate,
+                          eval_questions=eval_questions, leakage_ngram=v.leakage_ngram,
+                          leakage_threshold=v.leakage_threshold,
+                          docs_dir=p.validate / "data_docs" if v.data_docs else None)
+    write_json(p.validate / "report.json", report)
+    return report
