@@ -52,6 +52,8 @@ def render(cfg: Config, *, root: bool = True, python: str | None = None) -> dict
                       "deps": deps, "params": list(st.reads)}
         if st.outs:
             body["outs"] = [pre + node.fmt(o) for o in st.outs]
+        if st.report_file:  # a stage report that is not a metric: numbers only go to `dvc metrics show`
+            body.setdefault("outs", []).append({pre + node.fmt(st.report_file): {"cache": False}})
         body["metrics"] = [{pre + node.fmt(m): {"cache": False}} for m in st.metrics]
         if st.plots:
             body["plots"] = [{pre + node.fmt(p.path): {"cache": False, "x": p.x, "y": p.y}

@@ -125,13 +125,14 @@ def gate(eval_cot: Input[Dataset], eval_lema: Input[Dataset], metric: str, min_a
 
 def register(config: str, train_cot: Input[Model], train_lema: Input[Model], eval_cot: Input[Dataset],
              eval_lema: Input[Dataset], paths: Input[Dataset], corrections: Input[Dataset], valid: Input[Dataset],
-             registry: Output[Dataset]):
-    """Log both models to MLflow (MLFLOW_TRACKING_URI) and set the champion alias."""
+             sft: Input[Dataset], registry: Output[Dataset]):
+    """Log both models to MLflow (MLFLOW_TRACKING_URI), with their dataset inputs, and set the aliases."""
     from lema.orchestration.artifacts import run_stage
 
     run_stage("register", config, {"train_cot": train_cot.path, "train_lema": train_lema.path,
                                    "evaluate_cot": eval_cot.path, "evaluate_lema": eval_lema.path,
-                                   "collect": paths.path, "correct": corrections.path, "validate": valid.path},
+                                   "collect": paths.path, "correct": corrections.path, "validate": valid.path,
+                                   "build_sft": sft.path},
               {"register": registry.path})
 
 
@@ -179,14 +180,15 @@ def pool(config: str, rnd: int, prev_valid: Input[Dataset], prev_paths: Input[Da
 
 def register_round(config: str, rnd: int, champion: Input[Model], train_cot: Input[Model], train_lema: Input[Model],
                    eval_cot: Input[Dataset], eval_lema: Input[Dataset], paths: Input[Dataset],
-                   corrections: Input[Dataset], valid: Input[Dataset], registry: Output[Dataset]):
+                   corrections: Input[Dataset], valid: Input[Dataset], sft: Input[Dataset],
+                   registry: Output[Dataset]):
     """Register round rnd's models with their lineage (lema.round, lema.parent_version)."""
     from lema.orchestration.artifacts import run_stage
 
     run_stage("register", config, {"champion": champion.path, "train_cot": train_cot.path,
                                    "train_lema": train_lema.path, "evaluate_cot": eval_cot.path,
                                    "evaluate_lema": eval_lema.path, "collect": paths.path,
-                                   "correct": corrections.path, "validate": valid.path},
+                                   "correct": corrections.path, "validate": valid.path, "build_sft": sft.path},
               {"register": registry.path}, rnd=rnd)
 
 
@@ -288,10 +290,10 @@ def build_pipeline(config_text: str, num_shards: int = 2, gpu: bool = False, cac
                            min_accuracy=min_accuracy)
             with dsl.If(ok.output == True, name="good-enough-to-register" + sfx):  # noqa: E712 (KFP syntax)
                 if prev is None:
-                    registered = c["register"](config=config, **inputs)
+                    registered = c["register"](config=config, sft=sft.outputs["sft"], **inputs)
                 else:
                     registered = c["register-round"](config=config, rnd=rnd, champion=gen.outputs["model"],
-                                                     **inputs).set_display_name(f"register{sfx}")
+                                                     sft=sft.outputs["sft"], **inputs).set_display_name(f"register{sfx}")
                 _place(registered.set_caching_options(False), "register", gpu)
                 _place(c["report"](config=config, registry=registered.outputs["registry"], **inputs), "report", gpu)
                 if rnd < rounds:

@@ -8,8 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from lema.config import Config
-from lema.stages.layout import Paths, paths
+from lema.stages.layout import Paths
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -33,30 +32,13 @@ def lineage_tags(p: Paths) -> dict[str, str]:
     return tags
 
 
-def data_version(cfg: Config, rnd: int = 1) -> str:
-    """Content hash of the training and evaluation data a model saw (the DVC md5s where dvc.lock has them)."""
-    from lema.data import eval_set_file
+def data_version(records) -> str:
+    """Content hash of the data a model was trained and evaluated on: the digests of its training set and its
+    evaluation sets (``lema.registry.datasets``), nothing else, so code or parameter changes that leave those
+    bytes alone keep it, and any changed row changes it."""
+    from lema.registry.datasets import EVALUATION, TRAINING
 
-    p = paths(cfg, rnd)
     h = hashlib.sha256()
-    lock = Path("dvc.lock")
-    if lock.exists():
-        h.update(lock.read_bytes())
-    for f in (p.sft / "cot.jsonl", p.sft / "lema.jsonl"):
-        _file_digest(f, h)
-    for name, spec in cfg.data.eval_sets.items():
-        f = eval_set_file(name, spec, cfg.data.dir)
-        if f is not None:
-            _file_digest(f, h)
+    for rec in sorted((r for r in records if r.context in (TRAINING, EVALUATION)), key=lambda r: (r.context, r.name)):
+        h.update(f"{rec.context}\t{rec.name}\t{rec.digest}\n".encode())
     return h.hexdigest()[:16]
-
-
-def _file_digest(path: Path, h) -> None:
-    if path.is_dir():
-        for f in sorted(x for x in path.rglob("*") if x.is_file() and "checkpoints" not in x.parts):
-            h.update(str(f.relative_to(path)).encode())
-            _file_digest(f, h)
-    elif path.exists():
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)

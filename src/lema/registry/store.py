@@ -1,12 +1,13 @@
 """MLflow I/O for the register stage: tracking, the model registry and the promotion aliases.
 
-Each fine-tuned variant gets a run (params, metrics, artifacts, its per-question
-evaluation rows) and a version of one registered model, tagged with the data
-hash, git commit, config hash and metrics.  The run's better variant is the
-candidate; it becomes ``champion`` only if it beats the current champion
-significantly on the same questions (``lema.registry.promote``), else ``challenger``
-with the reason recorded.  Every decision is kept as version tags (the
-promotion history, ``lema registry history``) and in a model card.
+Each fine-tuned variant gets a run (params, metrics, dataset inputs, artifacts, its
+per-question evaluation rows) and a version of one registered model (a pyfunc with
+the serving contract, ``lema.registry.serving``), tagged with its data version, git
+commit, config hash and metrics.  The run's better variant is the candidate; it
+becomes ``champion`` only if it beats the current champion significantly on the same
+questions (``lema.registry.promote``), else ``challenger`` with the reason recorded.
+Every decision is kept as version tags (the promotion history, ``lema registry
+history``); every version carries a model card.
 """
 
 from __future__ import annotations
@@ -82,8 +83,6 @@ def metric_key(name: str) -> str:
     return name.replace("/", "_").replace("@", "_at_")
 
 
-
-
 def outcomes(rows_file: str | Path, eval_set: str) -> dict[str, bool]:
     out = {}
     for line in Path(rows_file).read_text().splitlines():
@@ -112,23 +111,69 @@ def _champion_outcomes(client, model_name: str, eval_set: str, exclude: set[str]
         return str(champ.version), outcomes(path, eval_set)
 
 
-
-
-
-
 def register_models(candidates: list[dict[str, Any]], *, uri: str, experiment: str, model_name: str,
                     primary_metric: str, params: dict[str, Any], run_artifacts: list[str | Path],
                     stage_metrics: dict[str, float], tags: dict[str, str] | None = None, alpha: float = 0.05,
-                    min_questions: int = 1, seed: int = 0) -> StageReport:
-    """candidates: [{name, model_dir, metrics: {set: {...}}, rows: path, artifacts: [...], loss_history}]."""
+                    min_questions: int = 1, seed: int = 0, serving: dict[str, Any] | None = None) -> StageReport:
+    """candidates: [{name, model_dir, metrics: {set: {...}}, rows: path, artifacts: [...], loss_history,
+    datasets: [DataRecord], tags: {...}}]; `serving`: the serving contract (``lema.registry.serving.contract``,
+    default: the evaluation defaults)."""
+    from lema.registry.serving import contract
+
+    if serving is None:
+        from lema.config.schema import EvaluateConfig
+
+        e = EvaluateConfig()
+        serving = contract(e.max_tokens, e.stop, e.shots, seed)
     with using_tracking_uri(uri):
         return _register(candidates, uri=uri, experiment=experiment, model_name=model_name,
                          primary_metric=primary_metric, params=params, run_artifacts=run_artifacts,
-                         stage_metrics=stage_metrics, tags=tags, alpha=alpha, min_questions=min_questions, seed=seed)
+                         stage_metrics=stage_metrics, tags=tags, alpha=alpha, min_questions=min_questions, seed=seed,
+                         serving=serving)
+
+
+def _log_candidate(cand: dict[str, Any], *, model_name: str, params: dict[str, Any], tags: dict[str, str],
+                   run_artifacts: list[str | Path], stage_metrics: dict[str, float], serving: dict[str, Any]):
+    """One variant's run: params, metrics, dataset inputs, artifacts and the pyfunc model; returns
+    (run id, registered version)."""
+    import mlflow
+    from lema.registry.datasets import log_records
+    from lema.registry.serving import save
+
+    with mlflow.start_run(run_name=cand["name"]) as run:
+        mlflow.log_params(flatten(params))
+        mlflow.set_tags({"lema.variant": cand["name"], **tags})
+        log_records(cand.get("datasets", []))
+        for set_name, m in cand["metrics"].items():
+            for k, v in m.items():
+                if isinstance(v, (int, float)):
+                    mlflow.log_metric(metric_key(f"{set_name}.{k}"), float(v))
+        for k, v in stage_metrics.items():
+            mlflow.log_metric(k, float(v))
+        for step, entry in enumerate(cand.get("loss_history", [])):
+            mlflow.log_metric("train_loss", float(entry["loss"]), step=int(entry.get("step", step)))
+        if cand.get("rows"):  # stored under a fixed name: later promotions compare against it
+            with tempfile.TemporaryDirectory() as tmp:
+                fixed = Path(tmp) / "rows.jsonl"
+                fixed.write_bytes(Path(cand["rows"]).read_bytes())
+                mlflow.log_artifact(str(fixed), artifact_path="eval")
+        for art in run_artifacts + cand.get("artifacts", []):
+            p = Path(art)
+            if p.is_dir():
+                mlflow.log_artifacts(str(p), artifact_path=p.name)
+            elif p.exists():
+                mlflow.log_artifact(str(p))
+        # Saved, then logged as run artifacts and registered: logging through log_model would load the model
+        # and generate for the input example inside the register stage (a CPU task sized for bookkeeping).
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_artifacts(str(save(cand["model_dir"], Path(tmp) / "model", serving, serving_requirements())),
+                                 artifact_path="model")
+        mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", model_name)
+    return run.info.run_id, str(mv.version)
 
 
 def _register(candidates, *, uri, experiment, model_name, primary_metric, params, run_artifacts, stage_metrics, tags,
-              alpha, min_questions, seed) -> StageReport:
+              alpha, min_questions, seed, serving) -> StageReport:
     import mlflow
     from mlflow import MlflowClient
 
@@ -137,36 +182,14 @@ def _register(candidates, *, uri, experiment, model_name, primary_metric, params
     tags = dict(tags or {})
     versions: dict[str, str] = {}
     run_ids: dict[str, str] = {}
+    version_tags: dict[str, dict[str, str]] = {}
     for cand in candidates:
-        with mlflow.start_run(run_name=cand["name"]) as run:
-            mlflow.log_params(flatten(params))
-            mlflow.set_tags({"lema.variant": cand["name"], **tags})
-            for set_name, m in cand["metrics"].items():
-                for k, v in m.items():
-                    if isinstance(v, (int, float)):
-                        mlflow.log_metric(metric_key(f"{set_name}.{k}"), float(v))
-            for k, v in stage_metrics.items():
-                mlflow.log_metric(k, float(v))
-            for step, entry in enumerate(cand.get("loss_history", [])):
-                mlflow.log_metric("train_loss", float(entry["loss"]), step=int(entry.get("step", step)))
-            if cand.get("rows"):  # stored under a fixed name: later promotions compare against it
-                with tempfile.TemporaryDirectory() as tmp:
-                    fixed = Path(tmp) / "rows.jsonl"
-                    fixed.write_bytes(Path(cand["rows"]).read_bytes())
-                    mlflow.log_artifact(str(fixed), artifact_path="eval")
-            for art in run_artifacts + cand.get("artifacts", []):
-                p = Path(art)
-                if p.is_dir():
-                    mlflow.log_artifacts(str(p), artifact_path=p.name)
-                elif p.exists():
-                    mlflow.log_artifact(str(p))
-            info = mlflow.transformers.log_model(transformers_model=str(cand["model_dir"]), name="model",
-                                                 task="text-generation", registered_model_name=model_name,
-                                                 pip_requirements=serving_requirements())
-            run_ids[cand["name"]] = run.info.run_id
-        versions[cand["name"]] = str(info.registered_model_version)
+        version_tags[cand["name"]] = {**tags, **cand.get("tags", {})}
+        run_ids[cand["name"]], versions[cand["name"]] = _log_candidate(
+            cand, model_name=model_name, params=params, tags=version_tags[cand["name"]], run_artifacts=run_artifacts,
+            stage_metrics=stage_metrics, serving=serving)
         version = versions[cand["name"]]
-        for k, v in {"variant": cand["name"], **tags}.items():
+        for k, v in {"variant": cand["name"], **version_tags[cand["name"]]}.items():
             client.set_model_version_tag(model_name, version, k, v)
         for set_name, m in cand["metrics"].items():
             client.set_model_version_tag(model_name, version, f"accuracy.{set_name}", f"{m['accuracy']:.4f}")
@@ -179,27 +202,42 @@ def _register(candidates, *, uri, experiment, model_name, primary_metric, params
     decision = decide(champ_rows if champ_version else None, best_rows, alpha=alpha, min_questions=min_questions,
                       seed=seed, against=f"v{champ_version}" if champ_version else None)
     version = versions[best["name"]]
-    client.set_registered_model_alias(model_name, "champion" if decision.promote else "challenger", version)
+    set_aliases(client, model_name, version, decision.promote)
     history = promotion_tags(decision, primary_metric)
     history["promotion.at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for k, v in history.items():
         client.set_model_version_tag(model_name, version, k, v)
+    not_selected = f"{best['name']} scored higher on {primary_metric} in the same run"
     for c in candidates:
         if c is not best:
             client.set_model_version_tag(model_name, versions[c["name"]], "promotion.decision", "not-selected")
-            client.set_model_version_tag(model_name, versions[c["name"]], "promotion.reason",
-                                         f"{best['name']} scored higher on {primary_metric} in the same run")
-    card = model_card(model_name, version, best, decision, tags, params)
-    client.update_model_version(model_name, version, description=card)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "model_card.md").write_text(card)
-        client.log_artifact(run_ids[best["name"]], str(Path(tmp) / "model_card.md"))
+            client.set_model_version_tag(model_name, versions[c["name"]], "promotion.reason", not_selected)
+    for c in candidates:  # every version carries its card: description and run artifact
+        card = model_card(model_name, versions[c["name"]], c, decision if c is best else None,
+                          version_tags[c["name"]], params, serving, not_selected=not_selected)
+        client.update_model_version(model_name, versions[c["name"]], description=card)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "model_card.md").write_text(card)
+            client.log_artifact(run_ids[c["name"]], str(Path(tmp) / "model_card.md"))
     return StageReport(stage="register", n_in=len(candidates), n_out=len(versions),
                        details={"tracking_uri": uri, "model_name": model_name, "versions": versions,
                                 "run_ids": run_ids, "candidate": best["name"], "scores": scores,
                                 "champion": best["name"] if decision.promote else None,
                                 "previous_champion": champ_version, "decision": decision.as_dict(),
-                                "primary_metric": primary_metric, "model_card": card})
+                                "primary_metric": primary_metric,
+                                "data_versions": {c: t.get("data_version") for c, t in version_tags.items()}})
+
+
+def set_aliases(client, model_name: str, version: str, promote: bool) -> None:
+    """``champion``: the version serving traffic, moved only by a promotion (a first version, or a significant
+    paired win over the current champion).  ``challenger``: the latest candidate that was compared with the
+    current champion and did not beat it; a new champion clears it, since it was never compared with that one."""
+    if promote:
+        client.set_registered_model_alias(model_name, "champion", version)
+        if "challenger" in client.get_registered_model(model_name).aliases:
+            client.delete_registered_model_alias(model_name, "challenger")
+    else:
+        client.set_registered_model_alias(model_name, "challenger", version)
 
 
 def history(uri: str, model_name: str) -> list[dict[str, Any]]:
@@ -223,8 +261,9 @@ def history(uri: str, model_name: str) -> list[dict[str, Any]]:
 
 
 def download_champion(uri: str, model_name: str, dst: str | Path) -> dict[str, Any]:
-    """The version behind ``models:/<name>@champion`` as one local Hugging Face directory (weights from the
-    transformers flavour's ``model/``, tokenizer from ``components/``), for the next round to sample with.
+    """The version behind ``models:/<name>@champion`` as one local Hugging Face directory (the pyfunc's
+    ``hf_model`` artifact; versions logged with the transformers flavour: ``model/`` plus ``components/``),
+    for the next round to sample with.
 
     The alias is resolved once and that exact version is downloaded, so a promotion in between cannot mix two."""
     import shutil
@@ -245,11 +284,14 @@ def download_champion(uri: str, model_name: str, dst: str | Path) -> dict[str, A
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{mv.version}",
                                                              dst_path=tmp))
-            shutil.copytree(local / "model", dst)
-            for comp in sorted((local / "components").glob("*")) if (local / "components").is_dir() else []:
-                shutil.copytree(comp, dst, dirs_exist_ok=True)
+            if (local / "artifacts" / "hf_model").is_dir():
+                shutil.copytree(local / "artifacts" / "hf_model", dst)
+            else:
+                shutil.copytree(local / "model", dst)
+                for comp in sorted((local / "components").glob("*")) if (local / "components").is_dir() else []:
+                    shutil.copytree(comp, dst, dirs_exist_ok=True)
     if not (dst / "config.json").exists():
-        raise ValueError(f"models:/{model_name}/{mv.version} has no Hugging Face model under model/")
+        raise ValueError(f"models:/{model_name}/{mv.version} has no Hugging Face model")
     return {"model_uri": f"models:/{model_name}@champion", "version": str(mv.version), "run_id": mv.run_id,
             "variant": mv.tags.get("variant"), "champion_round": mv.tags.get("lema.round")}
 

@@ -43,7 +43,8 @@ class Stage:
     artifact: str                     # the directory it owns (the KFP output artifact)
     deps: tuple[str, ...] = ()        # run-dir paths produced by other stages
     outs: tuple[str, ...] = ()        # cached outputs
-    metrics: tuple[str, ...] = ()     # uncached JSON (the stage report first)
+    metrics: tuple[str, ...] = ()     # uncached JSON (the stage report first, unless report_file names it)
+    report_file: str = ""             # the stage report when it is not a metric (metrics then hold numbers only)
     plots: tuple[Plot, ...] = ()
     variants: tuple[str, ...] = ()
     data: bool = False                # reads the bundled data directory
@@ -59,7 +60,7 @@ class Stage:
 
     @property
     def report(self) -> str:
-        return self.metrics[0]
+        return self.report_file or self.metrics[0]
 
     @property
     def fn(self) -> Callable[..., StageReport]:
@@ -74,7 +75,8 @@ def base_needed(cfg: Config) -> bool:
 
 _REGISTER_DEPS = (tuple(f"eval/{v}/{f}" for v in VARIANTS for f in ("metrics.json", "rows.jsonl"))
                   + tuple(f"train/{v}/model" for v in VARIANTS)
-                  + ("collect/report.json", "correct/report.json", "validate/report.json", "validate/ge_result.json"))
+                  + ("collect/report.json", "correct/report.json", "validate/report.json", "validate/ge_result.json")
+                  + tuple(f"sft/{v}.jsonl" for v in VARIANTS) + ("collect/wrong.jsonl", "validate/valid.jsonl"))
 
 STAGES: tuple[Stage, ...] = (
     Stage("base-model", "base_model", ("seed", "data.source", "data.dir", "base_model"),
@@ -113,8 +115,8 @@ STAGES: tuple[Stage, ...] = (
           metrics=("eval/{variant}/report.json", "eval/{variant}/metrics.json"), variants=VARIANTS, data=True,
           gpu=True, memory="16G"),
     Stage("register", "register",
-          ("seed", "data.source", "data.dir", "data.eval_sets", "register"), artifact="register",
-          deps=_REGISTER_DEPS, metrics=("register/report.json",), data=True,
+          ("seed", "data.source", "data.dir", "data.eval_sets", "evaluate", "register"), artifact="register",
+          deps=_REGISTER_DEPS, report_file="register/report.json", metrics=("register/metrics.json",), data=True,
           later_deps=_REGISTER_DEPS + ("generator/report.json",)),  # the parent champion, for lineage tags
     Stage("report", "report", ("seed", "data.eval_sets"), artifact="report",
           deps=("register/report.json", "validate/valid.jsonl")
@@ -165,7 +167,8 @@ class Instance:
 
     @property
     def outputs(self) -> list[str]:
-        return [self.fmt(p) for p in (*self.stage.outs, *self.stage.metrics)] + [self.fmt(p.path)
+        own = (self.stage.report_file,) if self.stage.report_file else ()
+        return [self.fmt(p) for p in (*self.stage.outs, *own, *self.stage.metrics)] + [self.fmt(p.path)
                                                                                   for p in self.stage.plots]
 
     def deps(self, cfg: Config) -> list[str]:
