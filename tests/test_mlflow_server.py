@@ -133,6 +133,10 @@ def test_register_and_promote_against_postgres_backed_server(mlflow_server, tiny
     assert rep3.details["decision"]["promote"] and rep3.details["decision"]["p_value"] < 1e-6
     new = client.get_model_version_by_alias("lema-test-model", "champion")
     assert int(new.version) > int(champ.version)
+    # the old challenger lost to the old champion, never to this one: a promotion clears the alias
+    assert "challenger" not in client.get_registered_model("lema-test-model").aliases
+    for mv in client.search_model_versions("name = 'lema-test-model'"):  # a model card on every version
+        assert mv.description.startswith(f"# lema-test-model v{mv.version} ({mv.tags['variant']})")
     hist = history(mlflow_server, "lema-test-model")
     assert [h["decision"] for h in hist] == ["not-selected", "champion", "not-selected", "challenger",
                                              "not-selected", "champion"]

@@ -293,7 +293,8 @@ def build_pipeline(config_text: str, num_shards: int = 2, gpu: bool = False, cac
                     registered = c["register"](config=config, sft=sft.outputs["sft"], **inputs)
                 else:
                     registered = c["register-round"](config=config, rnd=rnd, champion=gen.outputs["model"],
-                                                     sft=sft.outputs["sft"], **inputs).set_display_name(f"register{sfx}")
+                                                     sft=sft.outputs["sft"], **inputs)
+                    registered.set_display_name(f"register{sfx}")
                 _place(registered.set_caching_options(False), "register", gpu)
                 _place(c["report"](config=config, registry=registered.outputs["registry"], **inputs), "report", gpu)
                 if rnd < rounds:

@@ -284,8 +284,10 @@ def download_champion(uri: str, model_name: str, dst: str | Path) -> dict[str, A
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{mv.version}",
                                                              dst_path=tmp))
-            if (local / "artifacts" / "hf_model").is_dir():
-                shutil.copytree(local / "artifacts" / "hf_model", dst)
+            artifacts = mlflow.models.Model.load(str(local / "MLmodel")).flavors.get("python_function", {}).get(
+                "artifacts", {})
+            if "hf_model" in artifacts:
+                shutil.copytree(local / artifacts["hf_model"]["path"], dst)
             else:
                 shutil.copytree(local / "model", dst)
                 for comp in sorted((local / "components").glob("*")) if (local / "components").is_dir() else []:

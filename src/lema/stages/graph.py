@@ -116,7 +116,7 @@ STAGES: tuple[Stage, ...] = (
           gpu=True, memory="16G"),
     Stage("register", "register",
           ("seed", "data.source", "data.dir", "data.eval_sets", "evaluate", "register"), artifact="register",
-          deps=_REGISTER_DEPS, report_file="register/report.json", metrics=("register/metrics.json",), data=True,
+          deps=_REGISTER_DEPS, report_file="register/report.json", metrics=("register/promotion.json",), data=True,
           later_deps=_REGISTER_DEPS + ("generator/report.json",)),  # the parent champion, for lineage tags
     Stage("report", "report", ("seed", "data.eval_sets"), artifact="report",
           deps=("register/report.json", "validate/valid.jsonl")

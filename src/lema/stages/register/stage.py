@@ -40,7 +40,7 @@ def serving_contract(cfg: Config) -> dict[str, Any]:
 
 
 def numbers(report: StageReport) -> dict[str, Any]:
-    """`register/metrics.json` for `dvc metrics show`: versions, scores and the decision as numbers and booleans
+    """`register/promotion.json` for `dvc metrics show`: versions, scores and the decision as numbers and booleans
     (the statistics only when a comparison was made; the model cards live in MLflow)."""
     d = report.details
     dec = d["decision"]
@@ -76,5 +76,5 @@ def run(cfg: Config, rnd: int = 1) -> StageReport:
         alpha=cfg.register_.alpha, min_questions=cfg.register_.min_questions, seed=cfg.seed,
         serving=serving_contract(cfg))
     write_json(p.register / "report.json", report)
-    write_json(p.register / "metrics.json", numbers(report))
+    write_json(p.register / "promotion.json", numbers(report))
     return report
