@@ -31,7 +31,8 @@ def test_second_repro_is_a_noop_status_clean_and_push_pull_work(clone_run):
     assert "Running stage" not in _dvc(repo, "repro")
     assert "up to date" in _dvc(repo, "status")
     metrics = json.dumps(json.loads(_dvc(repo, "metrics", "show", "--json")))
-    assert "accuracy" in metrics and "pass_rate" in metrics
+    assert "accuracy" in metrics and "pass_rate" in metrics and "promoted" in metrics
+    assert "model_card" not in metrics and "## Evaluation" not in metrics  # cards are MLflow artifacts, not metrics
     plots = _dvc(repo, "plots", "show", "--json")
     assert "funnel.json" in plots and "accuracy.json" in plots
     _dvc(repo, "push")  # the committed default remote: <repo>/dvc-store (git-ignored)

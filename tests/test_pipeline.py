@@ -79,6 +79,15 @@ def test_registry_has_both_versions_and_a_champion(run):
     assert {"git_commit", "data_version", "config_hash"} <= set(champion.tags)
     run_data = client.get_run(champion.run_id).data
     assert "gsm8k_test.accuracy" in run_data.metrics and "funnel.validated" in run_data.metrics
+    for variant, version in reg["versions"].items():  # a card on every version, dataset inputs on every run
+        mv = client.get_model_version(cfg.register_.model_name, version)
+        assert mv.description.startswith(f"# {cfg.register_.model_name} v{version} ({variant})")
+        inputs = client.get_run(mv.run_id).inputs.dataset_inputs
+        contexts = {i.dataset.name: {t.value for t in i.tags if t.key == "mlflow.data.context"} for i in inputs}
+        assert contexts[f"sft/{variant}"] == {"training"} and contexts["gsm8k/test"] == {"evaluation"}
+        assert mv.tags["data_version"] == reg["data_versions"][variant]
+    promotion = json.loads((p.register / "promotion.json").read_text())  # the DVC metric: numbers only
+    assert promotion["promoted"] is True and promotion["version"] == {k: int(v) for k, v in reg["versions"].items()}
 
 
 def test_report_written_with_the_registry_result(run):
