@@ -70,3 +70,31 @@ def clone_run(tmp_path_factory):
                                                              "sft/cot.jsonl", "sft/lema.jsonl")},
                 "metrics": {v: json.loads((run / "eval" / v / "metrics.json").read_text()) for v in ("cot", "lema")}}
     return repo, cfg, snapshot
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(proc, url: str, what: str, tries: int = 120) -> None:
+    """Until `url` answers 200 (one try a second); fails with the server's stderr if `proc` exits first."""
+    import time
+
+    import httpx
+
+    for _ in range(tries):
+        if proc.poll() is not None:
+            pytest.fail(proc.stderr.read()[-3000:])
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    proc.kill()
+    pytest.fail(f"{what} did not start")

@@ -2,27 +2,20 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from lema.registry.store import register_models
 
+from .conftest import free_port, wait_for_http
+
 pytestmark = pytest.mark.slow
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -42,7 +35,7 @@ def postgres():
     if os.geteuid() == 0:
         shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
-    port = _port()
+    port = free_port()
     subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "lema", "--auth=trust"]),
                    check=True, capture_output=True)
     subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
@@ -57,25 +50,14 @@ def postgres():
 
 @pytest.fixture(scope="module")
 def mlflow_server(postgres, tmp_path_factory):
-    port = _port()
+    port = free_port()
     artifacts = tmp_path_factory.mktemp("mlartifacts")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres,
                              "--artifacts-destination", str(artifacts), "--serve-artifacts", "--host", "127.0.0.1",
                              "--port", str(port), "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        if proc.poll() is not None:
-            pytest.fail(proc.stderr.read()[-3000:])
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start")
+    wait_for_http(proc, f"{url}/health", "mlflow server")
     yield url
     proc.terminate()
     proc.wait(30)

@@ -7,10 +7,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -19,7 +17,7 @@ from lema.jsonl import read_raw, write_jsonl
 from lema.records import SFTExample
 from lema.stages.layout import VARIANTS, paths
 
-from .conftest import DATA, FIXTURES, ROOT
+from .conftest import DATA, FIXTURES, ROOT, free_port, wait_for_http
 
 MODEL = "serving-test-model"
 
@@ -173,18 +171,12 @@ def test_logged_model_declares_params_input_example_and_prompt(registered, tmp_p
     assert got["variant"] == "lema"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_served_champion_answers_as_evaluate_recorded_under_params(registered):
     cfg, uri, _, report, _ = registered
     champ = report.details["champion"]
     rows = read_raw(paths(cfg).eval(champ) / "rows.jsonl")
-    port = _port()
+    port = free_port()
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
                              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
@@ -192,17 +184,7 @@ def test_served_champion_answers_as_evaluate_recorded_under_params(registered):
                             start_new_session=True)  # the server's workers go down with its process group
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(180):
-            if proc.poll() is not None:
-                pytest.fail(proc.stderr.read()[-3000:])
-            try:
-                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("mlflow models serve did not start")
+        wait_for_http(proc, f"{url}/ping", "mlflow models serve", tries=300)
 
         def ask(row, **params):
             body = {"dataframe_records": [{"question": row["question"], "task": row["task"]}], "params": params}
