@@ -47,7 +47,7 @@ def registered(tmp_path_factory, tiny_model):
     """Both variants (the tiny model) evaluated by the evaluate stage, then registered in a SQLite store."""
     from lema.registry.store import register_models
     from lema.stages.evaluate.stage import run as evaluate
-    from lema.stages.register.stage import candidates, numbers, serving_contract
+    from lema.stages.register.stage import candidates, promotion_numbers, serving_contract
 
     cfg = _config(tmp_path_factory.mktemp("serving") / "run")
     p = paths(cfg)
@@ -67,7 +67,7 @@ def registered(tmp_path_factory, tiny_model):
                                  serving=serving_contract(cfg))
     finally:
         os.chdir(cwd)
-    return cfg, uri, cands, report, numbers(report)
+    return cfg, uri, cands, report, promotion_numbers(report)
 
 
 def test_every_run_has_its_dataset_inputs_with_digests_and_sources(registered):

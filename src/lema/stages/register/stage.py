@@ -39,7 +39,7 @@ def serving_contract(cfg: Config) -> dict[str, Any]:
     return contract(e.max_tokens, e.stop, e.shots, cfg.seed)
 
 
-def numbers(report: StageReport) -> dict[str, Any]:
+def promotion_numbers(report: StageReport) -> dict[str, Any]:
     """`register/promotion.json` for `dvc metrics show`: versions, scores and the decision as numbers and booleans
     (the statistics only when a comparison was made; the model cards live in MLflow)."""
     d = report.details
@@ -76,5 +76,5 @@ def run(cfg: Config, rnd: int = 1) -> StageReport:
         alpha=cfg.register_.alpha, min_questions=cfg.register_.min_questions, seed=cfg.seed,
         serving=serving_contract(cfg))
     write_json(p.register / "report.json", report)
-    write_json(p.register / "promotion.json", numbers(report))
+    write_json(p.register / "promotion.json", promotion_numbers(report))
     return report
