@@ -37,7 +37,7 @@ def _print_report(report) -> None:
 def cmd_grade(args) -> int:
     from lema.grading.grade import grade_file
 
-    summary = grade_file(args.file, args.task, args.out)
+    summary = grade_file(args.file, args.task, args.out, None if args.min_decimals < 0 else args.min_decimals)
     print(json.dumps(summary))
     return 0
 
@@ -175,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         return p
 
     g = sub.add_parser("grade", help="grade a JSONL file of predictions")
-    g.add_argument("--task", required=True, choices=["gsm8k", "math", "lab"])
+    g.add_argument("--task", required=True, choices=["gsm8k", "math", "lab", "time", "text"])
+    g.add_argument("--min-decimals", type=int, default=2, help="decimal rule: a prediction with at least this many "
+                   "decimals matches a longer decimal gold rounded to them (-1: exact only)")
     g.add_argument("file")
     g.add_argument("--out", default=None, help="write each row with `correct` and `pred_answer`")
     g.set_defaults(fn=cmd_grade)

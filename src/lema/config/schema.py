@@ -38,8 +38,11 @@ class EvalSetConfig(_Strict):
     hub_config: str | None = None
     split: str = "test"
     fields: EvalFields = EvalFields()
-    answer_type: Literal["numeric", "latex"] = "numeric"  # numeric: graded by the exact number rule
-    limit: int | None = None
+    # numeric: the number rule (lema.grading.numbers); latex: math-verify; time: minutes since midnight;
+    # text: casefolded, whitespace collapsed
+    answer_type: Literal["numeric", "latex", "time", "text"] = "numeric"
+    on_invalid: Literal["error", "skip"] = "error"  # skip: drop rows whose gold is unusable, counted and reported
+    limit: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self):
