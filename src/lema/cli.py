@@ -26,6 +26,16 @@ def _config(args):
     return load_config(args.config, _overrides(args))
 
 
+def _preflight(cfg, data_dir=None) -> None:
+    """Every input a run reads, checked before its first stage (errors end the command with exit 2)."""
+    from rich.console import Console
+
+    from lema.config.preflight import preflight
+
+    for note in preflight(cfg, data_dir):
+        Console(stderr=True).print(f"[dim]checked eval set {note}[/]", highlight=False)
+
+
 def _print_report(report) -> None:
     from rich.console import Console
 
@@ -64,6 +74,7 @@ def cmd_validate(args) -> int:
     from lema.stages.validate.validate import run_validate, validate_file
 
     cfg = _config(args)
+    _preflight(cfg)
     if args.input is None:
         if args.kind != "corrections":
             raise SystemExit("--kind paths|sft needs --input FILE")
@@ -104,7 +115,9 @@ def cmd_correct(args) -> int:
 def cmd_run(args) -> int:
     from lema.orchestration.runner import run_with_display
 
-    return run_with_display(_config(args), force=args.force, config_path=args.config, overrides=_overrides(args))
+    cfg = _config(args)
+    _preflight(cfg)
+    return run_with_display(cfg, force=args.force, config_path=args.config, overrides=_overrides(args))
 
 
 def cmd_dvc(args) -> int:
@@ -118,6 +131,10 @@ def cmd_pipeline(args) -> int:
     from lema.orchestration import kfp_cli
 
     config = args.config or "params.yaml"
+    if args.action in ("compile", "run"):
+        from lema.config import load_config
+
+        _preflight(load_config(config), args.data_dir if args.action == "run" else None)
     if args.action == "compile":
         out = kfp_cli.compile_pipeline(config, args.out, num_shards=args.shards, gpu=args.gpu,
                                        cache_root=args.cache_root or "")

@@ -138,11 +138,11 @@ def load_hub(split: str) -> list[Problem]:  # pragma: no cover - needs a network
 def load_split(split: str, source: str = "bundled", data_dir: str | Path = "data",
                limit: int | None = None) -> list[Problem]:
     # SVAMP has no hub copy with the same content: it is always read from the bundled file.
-    problems = load_hub(split) if source == "hub" and split in _HUB_SPLITS else load_bundled(split, data_dir)
+    problems = load_hub(split) if source == "hub" and split in HUB_SPLITS else load_bundled(split, data_dir)
     return problems[:limit] if limit is not None else problems
 
 
-_HUB_SPLITS = ("gsm8k/train", "gsm8k/test", "math/train", "math500/test", "math/test")
+HUB_SPLITS = ("gsm8k/train", "gsm8k/test", "math/train", "math500/test", "math/test")
 
 
 def numeric_gold(value: Any) -> str:
