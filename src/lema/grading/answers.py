@@ -21,11 +21,11 @@ from lema.grading.numbers import (
     NotANumber,
     format_number,
     numbers_equal,
+    printed_numbers,
     read_gold,
     strip_markup,
 )
 from lema.grading.numbers import numbers_in as _numbers_in
-from lema.grading.numbers import printed_numbers
 
 _ANSWER_CUE = re.compile(
     r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=|should\s+be|would\s+be)?\s*[:=]?",
