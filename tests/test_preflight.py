@@ -129,22 +129,22 @@ def test_relative_path_resolves_against_the_config_dir_on_every_engine(tmp_path,
     """`lema run --config conf/cfg.yaml` from another directory: the stages run in the run dir on its resolved
     params.yaml, and read the same file `lema validate` reads."""
     from lema.config import load_config
-    from lema.orchestration.local import resolved_params
+    from lema.orchestration.local import run_project
     from lema.stages.common import eval_sets
 
     conf = tmp_path / "conf"
     conf.mkdir()
     _jsonl(conf / "asdiv.jsonl", ASDIV[:1])
     cfg_file = _config(conf, {"asdiv": {"path": "asdiv.jsonl", "fields": {"question": ["Body", "Question"],
-                                                                          "answer": "Answer"}}})
+                                                                          "answer": "Answer"}}},
+                       run_dir=str(tmp_path / "run"))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     cfg = load_config(os.path.relpath(cfg_file, elsewhere))
     assert cfg.data.eval_sets["asdiv"].path == str(conf / "asdiv.jsonl")
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "params.yaml").write_text(yaml.safe_dump(resolved_params(cfg)))  # what DVC's stages read
+    run_dir = run_project(cfg)  # the run dir's DVC project `lema run --config` executes the stages in
+    assert str(conf / "asdiv.jsonl") in (run_dir / "params.yaml").read_text()  # DVC params: the absolute path
     monkeypatch.chdir(run_dir)
     staged = load_config("params.yaml")
     assert staged.data.eval_sets == cfg.data.eval_sets and len(eval_sets(staged)["asdiv"]) == 1
