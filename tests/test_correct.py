@@ -108,7 +108,8 @@ def test_correction_task_renders_and_judges_without_io():
     prompt = task.render(wp)
     assert wp.question in prompt and f"Correct answer: {wp.gold_answer}" in prompt
     assert set(task.inputs) <= set(WrongPath.model_fields) and set(task.outputs) <= set(Correction.model_fields)
-    good = render_correction(1, "It misreads the question.", f"Step 1: The answer is {wp.gold_answer}.")
+    good = render_correction(1, "It misreads the question.", f"Step 1: The answer is {wp.gold_answer}.",
+                             error_type="misread question")
     c, problems = task.check(good, wp, corrector="any")
     assert problems == [] and c.corrector == "any" and c.correction_prompt_hash == task.prompt_hash
     c, problems = task.check(render_correction(9, "x", "Step 9: The answer is -1."), wp, corrector="any")
