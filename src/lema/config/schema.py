@@ -130,11 +130,19 @@ class CorrectorConfig(_Strict):
     batch_discount: float = 0.5
 
 
+class StepCheckConfig(_Strict):
+    """The step checker against the corrector's first wrong step (numeric tasks; others are tagged undecidable)."""
+
+    mostly: float = Field(0.8, ge=0.0, le=1.0)  # least agreement rate where both name a step; below it the stage fails
+    action: Literal["quarantine", "tag"] = "quarantine"  # what happens to a disagreeing row: quarantined, or kept tagged
+
+
 class ValidateConfig(_Strict):
     min_pass_rate: float = 0.0
     leakage_ngram: int = 8           # word n-grams compared against every evaluation question
     leakage_threshold: float = 0.5   # max share of a training question's n-grams found in one eval question
     data_docs: bool = True
+    step_check: StepCheckConfig = StepCheckConfig()
 
 
 class SFTConfigModel(_Strict):

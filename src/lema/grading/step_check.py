@@ -63,7 +63,10 @@ def reference_quantities(question: str, gold_solution: str, gold_steps: list[str
 
 def locate(steps: list[str], gold_steps: list[str], quantities: set[str], gold_answer: str,
            task: str) -> StepCheck:
-    """The first wrong step by the three checks, on any task; undecidable when none fires."""
+    """The first wrong step by the three checks, on any task; undecidable when none fires.  A step that
+    calculates must arrive at a number of the reference solution (a question's number is an input, not a result
+    the solution computes); a step that only states a number may restate any reference quantity."""
+    computed = {n for s in gold_steps for n in numbers_in(s)}
     checked = 0
     for k, step in enumerate(steps, start=1):
         slip = first_slip(step)
@@ -76,10 +79,13 @@ def locate(steps: list[str], gold_steps: list[str], quantities: set[str], gold_a
         checked += 1
         if is_answer_step(step):
             if not answers_equal(extract_answer(step, task), gold_answer, task):
+                short = k - 1 < len(gold_steps) - 1  # fewer steps before it than the reference takes
                 return StepCheck(k, f"Step {k} reads out {value}, but every earlier result is a reference "
-                                    f"quantity and the answer is {gold_answer}", "answer", "wrong final read-out")
+                                    f"quantity and the answer is {gold_answer}"
+                                    + (f" ({len(gold_steps) - 1} steps lead to it)" if short else ""),
+                                 "answer", "skipped step" if short else "wrong final read-out")
             return StepCheck(None, f"step {k} reads out the gold answer: no step is wrong")
-        if value not in quantities:
+        if value not in (computed if claims(step) else quantities):
             return StepCheck(k, f"Step {k} arrives at {value}, which is neither in the question nor in the "
                                 f"reference solution", "quantity", _quantity_error(step, quantities, gold_steps))
     if checked == 0:
@@ -95,7 +101,8 @@ def _quantity_error(step: str, quantities: set[str], gold_steps: list[str]) -> s
         return "wrong operand or quantity"
     x, op, y = ops[-1]
     gold = [b for s in gold_steps for c in claims(s) if (b := binary(c.expression)) is not None]
-    if not {fmt(x), fmt(y)} <= quantities:
+    known = quantities | {fmt(v) for gx, _, gy in gold for v in (gx, gy)}  # "48/2" reads as 24 in prose
+    if not {fmt(x), fmt(y)} <= known:
         return "wrong operand or quantity"
     if any({gx, gy} == {x, y} and gop != op for gx, gop, gy in gold):
         return "wrong operation"

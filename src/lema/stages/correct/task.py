@@ -54,7 +54,7 @@ class ParsedCorrection:
 
 def normalise_error_type(text: str) -> str | None:
     """'**Wrong Operation.**' -> 'wrong operation'; None for an empty part."""
-    t = re.sub(r"[*_`\"'.]+", " ", text.split("\n")[0]).strip().lower()
+    t = re.sub(r"[*_`\"'.]+", " ", text.split("\n")[0]).strip(" -–:").lower()
     t = re.sub(r"\s+", " ", t.replace("readout", "read-out").replace("read out", "read-out"))
     return t or None
 
