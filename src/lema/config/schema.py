@@ -133,8 +133,8 @@ class CorrectorConfig(_Strict):
 class StepCheckConfig(_Strict):
     """The step checker against the corrector's first wrong step (numeric tasks; others are tagged undecidable)."""
 
-    mostly: float = Field(0.8, ge=0.0, le=1.0)  # least agreement rate where both name a step; below it the stage fails
-    action: Literal["quarantine", "tag"] = "quarantine"  # what happens to a disagreeing row: quarantined, or kept tagged
+    mostly: float = Field(0.8, ge=0.0, le=1.0)  # least agreement where both name a step; below it the stage fails
+    action: Literal["quarantine", "tag"] = "quarantine"  # a disagreeing row: quarantined, or kept and tagged
 
 
 class ValidateConfig(_Strict):

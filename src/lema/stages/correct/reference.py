@@ -2,8 +2,9 @@
 
 It re-checks each step's arithmetic, else finds the first step whose result is
 not a quantity of the reference solution (``lema.grading.step_check.locate``, which
-also names the error type), and continues from there with the reference solution.  Paths it cannot localise are reported, never forced into a
-correction.  It is the offline default and the free half of the hybrid corrector.
+also names the error type), and continues from there with the reference solution.
+Paths it cannot localise are reported, never forced into a correction.  It is the
+offline default and the free half of the hybrid corrector.
 """
 
 from __future__ import annotations

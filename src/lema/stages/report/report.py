@@ -164,7 +164,8 @@ def plot_paired(comparison: dict[str, dict], path: Path) -> Path:
 def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, dict[str, dict]],
                  step_histogram: dict, losses: dict[str, list[dict]], stages: list[dict[str, Any]],
                  registry: dict[str, Any] | None, comparison: dict[str, Any] | None,
-                 step_check: dict[str, Any] | None = None, error_types: dict[str, dict[str, int]] | None = None) -> Path:
+                 step_check: dict[str, Any] | None = None,
+                 error_types: dict[str, dict[str, int]] | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = [plot_funnel(funnel, out_dir / "funnel.png"), plot_accuracy(metrics, out_dir / "accuracy.png")]
     if step_histogram:
@@ -219,7 +220,8 @@ def step_check_lines(sc: dict[str, Any]) -> list[str]:
              f"Rows where both name a step agree on {_rate(sc.get('agreement_rate'))}; disagreeing rows are "
              f"{'quarantined' if sc.get('action') == 'quarantine' else 'kept and tagged'}, the stage fails below "
              f"{100 * sc.get('mostly', 0):.0f}%; undecidable rows (no numeric claim to check, e.g. MATH) are kept "
-             f"and tagged.", "", "| by | name | agree | disagree | undecidable | agreement |", "|---|---|---:|---:|---:|---:|"]
+             f"and tagged.", "", "| by | name | agree | disagree | undecidable | agreement |",
+             "|---|---|---:|---:|---:|---:|"]
     for group in ("generator", "corrector"):
         lines += [f"| {group} | {name} | {r['agree']} | {r['disagree']} | {r['undecidable']} | "
                   f"{_rate(r.get('agreement_rate'))} |" for name, r in (sc.get(f"by_{group}") or {}).items()]

@@ -1,9 +1,10 @@
 """Validate stage: a Great Expectations suite over corrections.
 
-Checks that need lema's own logic (answer equivalence, step counting) become
-derived columns first; GE then owns the verdicts, the per-row failure lists
-and the machine-readable result.  Failing rows go to quarantine with the
-names of every expectation they failed.
+Checks that need lema's own logic (answer equivalence, step counting, the step
+checker's verdict, ``lema.grading.step_check``) become derived columns first; GE
+then owns the verdicts, the per-row failure lists and the machine-readable result.
+Failing rows go to quarantine with the names of every expectation they failed;
+rows the step checker disagrees with may instead be kept, tagged.
 """
 
 from __future__ import annotations
