@@ -38,7 +38,8 @@ def test_funnel_metrics_and_report_show_step_agreement_and_error_types(tmp_path)
     assert sum(v for k, v in metrics.items() if k.startswith("validate.error_type.")) == 7
 
     details = validate_details(cfg)
-    md = write_report(tmp_path / "report", funnel=funnel, metrics={}, step_histogram={}, losses={}, stages=[],
+    metrics = {"lema": {"gsm8k/test": {"n": 10, "correct": 5, "accuracy": 0.5, "no_answer": 0}}}
+    md = write_report(tmp_path / "report", funnel=funnel, metrics=metrics, step_histogram={}, losses={}, stages=[],
                       registry=None, comparison=None, step_check=details["step_check"],
                       error_types=details["error_types"]).read_text()
     assert "| step agreed | 6 |" in md and "| step undecidable | 1 |" in md
