@@ -5,7 +5,7 @@ import random
 import pytest
 
 from lema.grading.arith import binary
-from lema.grading.step_check import ERROR_TYPES, agreement, check_path, first_wrong_step
+from lema.grading.step_check import ERROR_TYPES, agreement, check_path, first_wrong_step, score
 from lema.jsonl import read_raw
 from lema.lab.task import ERROR_TYPES as LAB_ERROR_TYPES
 from lema.lab.task import first_mistake, generate, plant
@@ -63,13 +63,11 @@ def test_error_types_extend_the_labs_and_the_prompt_lists_them_all():
 def test_checker_on_planted_lab_mistakes_where_the_truth_is_known():
     """Precision and recall of the step on 200 planted mistakes (the lab measures it on real ones)."""
     rng = random.Random(3)
-    right = decided = total = 0
+    truth, checks = [], []
     for _ in range(200):
         p = generate(rng)
         path = plant(p, rng.choice(LAB_ERROR_TYPES), rng.randint(1, len(p.steps)), rng)
-        truth = first_mistake(path, p)
-        check = first_wrong_step(p.question, p.cot(), str(p.answer), path, "lab")
-        total += 1
-        decided += check.decided
-        right += check.step == truth.step
-    assert right / decided >= 0.9 and right / total >= 0.85
+        truth.append(first_mistake(path, p).step)
+        checks.append(first_wrong_step(p.question, p.cot(), str(p.answer), path, "lab"))
+    s = score(truth, checks)
+    assert s["n"] == 200 and s["precision"] >= 0.9 and s["recall"] >= 0.85 and s["right"] <= s["decided"] < 200

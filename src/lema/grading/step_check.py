@@ -136,5 +136,16 @@ def agreement(corrector_step: int | None, check: StepCheck) -> Agreement:
     return "agree" if corrector_step == check.step else "disagree"
 
 
+def score(truth: list[int], checks: list[StepCheck]) -> dict[str, float | int]:
+    """The checker against known first wrong steps: precision over the paths it decides, recall over all."""
+    if len(truth) != len(checks):
+        raise ValueError(f"{len(truth)} true steps for {len(checks)} checks")
+    decided = sum(c.decided for c in checks)
+    right = sum(c.step == t for t, c in zip(truth, checks))
+    return {"n": len(checks), "decided": decided, "right": right,
+            "precision": right / decided if decided else float("nan"),
+            "recall": right / len(checks) if checks else float("nan")}
+
+
 __all__ = ["ERROR_TYPES", "NUMERIC_TASKS", "UNDECIDABLE", "Agreement", "StepCheck", "agreement",
-           "check_path", "first_wrong_step", "is_answer_step", "locate", "reference_quantities", "step_result"]
+           "check_path", "first_wrong_step", "score", "is_answer_step", "locate", "reference_quantities", "step_result"]
