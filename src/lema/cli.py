@@ -86,7 +86,8 @@ def cmd_validate(args) -> int:
     if args.kind == "corrections":
         report = run_validate(args.input, out, quarantine, out.with_suffix(".ge.json"), v.min_pass_rate,
                               eval_questions=questions, leakage_ngram=v.leakage_ngram,
-                              leakage_threshold=v.leakage_threshold)
+                              leakage_threshold=v.leakage_threshold, step_mostly=v.step_check.mostly,
+                              step_action=v.step_check.action)
     else:
         report = validate_file(args.kind, args.input, out, quarantine, out.with_suffix(".ge.json"), questions,
                                v.leakage_ngram, v.leakage_threshold, v.min_pass_rate)

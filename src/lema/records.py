@@ -62,6 +62,11 @@ class Correction(WrongPath):
     correction: str
     corrector: str
     correction_prompt_hash: str | None = None
+    error_type: str | None = None  # one of lema.grading.step_check.ERROR_TYPES (the validator enforces it)
+    # Set by the validator: does the step checker's first wrong step (checker_step) match incorrect_step?
+    step_check: Literal["agree", "disagree", "undecidable"] | None = None
+    checker_step: int | None = None
+    step_check_reason: str | None = None
 
 
 class SFTExample(Record):

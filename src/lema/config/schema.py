@@ -169,11 +169,19 @@ class CorrectorConfig(_Strict):
     batch_discount: float = 0.5
 
 
+class StepCheckConfig(_Strict):
+    """The step checker against the corrector's first wrong step (numeric tasks; others are tagged undecidable)."""
+
+    mostly: float = Field(0.8, ge=0.0, le=1.0)  # least agreement where both name a step; below it the stage fails
+    action: Literal["quarantine", "tag"] = "quarantine"  # a disagreeing row: quarantined, or kept and tagged
+
+
 class ValidateConfig(_Strict):
     min_pass_rate: Share = 0.0
     leakage_ngram: Pos = 8           # word n-grams compared against every evaluation question
     leakage_threshold: Share = 0.5   # max share of a training question's n-grams found in one eval question
     data_docs: bool = True
+    step_check: StepCheckConfig = StepCheckConfig()
 
 
 class SFTConfigModel(_Strict):
