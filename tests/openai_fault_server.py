@@ -36,6 +36,7 @@ class Faults:
     rate_malformed: float = 0.0
     slow_seconds: float = 3.0
     retry_after: float = 0.05
+    error_type: str | None = "Misread question."  # what well-formed answers name (None: no Error Type line)
 
 
 @dataclass
@@ -58,12 +59,14 @@ class Stats:
         return self.billed_prompt_tokens + self.billed_completion_tokens
 
 
-def answer_for(prompt: str, malformed: bool) -> str:
+def answer_for(prompt: str, malformed: bool, error_type: str | None = "Misread question.") -> str:
     """A correction in lema's format, using the last 'Correct answer:' in the prompt."""
     gold = re.findall(r"Correct answer: (.+)", prompt)
     if malformed or not gold:
         return "I think the student did fine overall, but I am not sure."
-    return (f"**Incorrect Step:** Step 1.\n**Explanation:** The first step misreads what the question asks for.\n"
+    kind = f"**Error Type:** {error_type}\n" if error_type is not None else ""
+    return (f"**Incorrect Step:** Step 1.\n{kind}"
+            f"**Explanation:** The first step misreads what the question asks for.\n"
             f"**Correct Solution:**\nStep 1: The answer is {gold[-1].strip()}.")
 
 
@@ -131,7 +134,8 @@ class FaultServer:
 
     def completion(self, body: dict, chat: bool, prompt: str) -> dict:
         """`n` choices (in reverse index order, as servers may send them); a token is a word here."""
-        texts = [answer_for(prompt, self.rng.random() < self.faults.rate_malformed) for _ in range(body.get("n") or 1)]
+        texts = [answer_for(prompt, self.rng.random() < self.faults.rate_malformed, self.faults.error_type)
+                 for _ in range(body.get("n") or 1)]
         n_prompt, n_completion = len(prompt.split()), sum(len(t.split()) for t in texts)
         choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"} if chat
                    else {"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)]

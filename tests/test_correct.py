@@ -6,6 +6,7 @@ import pytest
 
 from lema.grading.answers import is_correct
 from lema.grading.arith import claims, first_slip
+from lema.grading.step_check import ERROR_TYPES, check_path
 from lema.grading.steps import format_steps, split_steps
 from lema.jsonl import read_jsonl, read_raw
 from lema.records import Correction, WrongPath
@@ -50,7 +51,8 @@ def test_reference_corrector_on_other_models_outputs(row):
     assert is_correct(c.corrected_solution, row["gold_answer"], "gsm8k")
     assert c.final_answer == row["gold_answer"]
     if row["expected_kind"] == "arithmetic":
-        assert "claims" in c.explanation and " but " in c.explanation
+        assert "claims" in c.explanation and " but " in c.explanation and c.error_type == "arithmetic slip"
+    assert c.error_type in ERROR_TYPES and c.error_type == check_path(WrongPath(**row)).error_type
     parsed = parse_correction(c.correction)
     assert (parsed.incorrect_step, parsed.explanation, parsed.corrected_solution) == (
         c.incorrect_step, c.explanation, c.corrected_solution)
@@ -67,6 +69,26 @@ def test_parse_correction_is_tolerant(text):
     assert p.incorrect_step == 2
     assert p.explanation.strip(" -") == "wrong sum."
     assert p.corrected_solution.startswith("Step 2: 1 + 1 = 2")
+
+
+@pytest.mark.parametrize("line,parsed,problem", [
+    ("Error Type: wrong operation", "wrong operation", None),
+    ("**Error type:** *Wrong Final Read-out.*", "wrong final read-out", None),
+    ("ERROR TYPE - Arithmetic slip", "arithmetic slip", None),
+    ("", None, "no 'Error Type' part"),
+    ("Error Type: carelessness", "carelessness", "'carelessness' is not one of arithmetic slip, wrong operation"),
+])
+def test_error_type_is_parsed_and_checked_against_the_fixed_list(line, parsed, problem):
+    wp = read_jsonl(FOREIGN, WrongPath)[0]
+    text = (f"Incorrect Step: Step 2.\n{line}\nExplanation: 48 / 2 is 24, not 26.\nCorrect Solution:\n"
+            f"Step 2: 48 / 2 = 24.\nStep 3: The answer is {wp.gold_answer}.")
+    assert parse_correction(text).error_type == parsed and parse_correction(text).incorrect_step == 2
+    c, problems = CorrectionTask().check(text, wp, corrector="llm")
+    if problem is None:
+        assert problems == [] and c.error_type == parsed
+        assert parse_correction(c.correction).error_type is None  # the stored (SFT) text has no type line
+    else:
+        assert c is None and len(problems) == 1 and problem in problems[0]
 
 
 def test_parse_correction_missing_parts():
@@ -88,6 +110,8 @@ def test_correct_cli_on_any_file(tmp_path):
     assert {r["record"]["id"] for r in q} == {"empty", "no-numbers"}
     assert all(r["reasons"] and r["stage"] == "correct" for r in q)
     assert report["details"]["incorrect_step_histogram"] == {"2": 4, "3": 2}
+    assert report["details"]["error_types"]["foreign:prose"] == {"wrong operation": 1}
+    assert sum(n for g in report["details"]["error_types"].values() for n in g.values()) == 6
 
 
 def test_run_correct_counts_in_equal_out(tmp_path):
@@ -108,7 +132,8 @@ def test_correction_task_renders_and_judges_without_io():
     prompt = task.render(wp)
     assert wp.question in prompt and f"Correct answer: {wp.gold_answer}" in prompt
     assert set(task.inputs) <= set(WrongPath.model_fields) and set(task.outputs) <= set(Correction.model_fields)
-    good = render_correction(1, "It misreads the question.", f"Step 1: The answer is {wp.gold_answer}.")
+    good = render_correction(1, "It misreads the question.", f"Step 1: The answer is {wp.gold_answer}.",
+                             error_type="misread question")
     c, problems = task.check(good, wp, corrector="any")
     assert problems == [] and c.corrector == "any" and c.correction_prompt_hash == task.prompt_hash
     c, problems = task.check(render_correction(9, "x", "Step 9: The answer is -1."), wp, corrector="any")

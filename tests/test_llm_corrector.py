@@ -358,3 +358,16 @@ def test_a_submission_that_never_reached_the_server_is_forgotten(tmp_path, serve
     rep = _run(tmp_path, rows, LLMCorrector(cfg(server.url, batch=True, n=1, batch_poll_s=0.05), tmp_path / "cache"))
     assert rep.n_out == 4 and server.stats.batches_created == 1
     assert not any(k.startswith(SUBMITTING) for k in json.loads((tmp_path / "cache" / STATE).read_text()))
+
+
+@pytest.mark.parametrize("error_type,reason", [("Wrong operation.", None), (None, "no 'Error Type' part"),
+                                               ("a typo", "'a typo' is not one of")])
+def test_error_type_is_parsed_and_an_unknown_or_missing_one_is_quarantined(tmp_path, server, error_type, reason):
+    server.faults = Faults(error_type=error_type)
+    rep = _run(tmp_path, wrong_paths(2), LLMCorrector(cfg(server.url, n=1), tmp_path / "cache"))
+    if reason is None:
+        assert rep.n_out == 2 and {r["error_type"] for r in read_raw(tmp_path / "out.jsonl")} == {"wrong operation"}
+        assert rep.details["error_types"] == {"test": {"wrong operation": 2}}
+        return
+    q = read_raw(tmp_path / "q.jsonl")
+    assert rep.n_out == 0 and len(q) == 2 and all(reason in r["reasons"][0] for r in q)

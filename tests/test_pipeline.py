@@ -41,6 +41,7 @@ def test_counts_chain(run):
     assert v["n_in"] == c["n_out"] and v["n_out"] + v["n_quarantined"] == v["n_in"]
     valid = read_jsonl(p.validate / "valid.jsonl", Correction)
     assert len(valid) == v["n_out"] > 0
+    assert all(c.step_check in ("agree", "undecidable") and c.error_type for c in valid)  # reference corrector
     sft = read_jsonl(p.sft / "lema.jsonl", SFTExample)
     cot = read_jsonl(p.sft / "cot.jsonl", SFTExample)
     assert sum(e.kind == "correction" for e in sft) == len(valid)
@@ -79,6 +80,8 @@ def test_registry_has_both_versions_and_a_champion(run):
     assert {"git_commit", "data_version", "config_hash"} <= set(champion.tags)
     run_data = client.get_run(champion.run_id).data
     assert "gsm8k_test.accuracy" in run_data.metrics and "funnel.validated" in run_data.metrics
+    assert "funnel.step_agreed" in run_data.metrics and any(k.startswith("validate.error_type.")
+                                                           for k in run_data.metrics)
     for variant, version in reg["versions"].items():  # a card on every version, dataset inputs on every run
         mv = client.get_model_version(cfg.register_.model_name, version)
         assert mv.description.startswith(f"# {cfg.register_.model_name} v{version} ({variant})")
@@ -93,8 +96,9 @@ def test_registry_has_both_versions_and_a_champion(run):
 def test_report_written_with_the_registry_result(run):
     _, cfg, p, _ = run
     md = (p.report / "report.md").read_text()
-    for png in ("funnel.png", "accuracy.png", "incorrect_steps.png", "loss.png"):
+    for png in ("funnel.png", "accuracy.png", "incorrect_steps.png", "loss.png", "error_types.png"):
         assert (p.report / png).stat().st_size > 1000 and png in md
+    assert "## Step check" in md and "## Error types" in md
     summary = json.loads((p.root / "summary.json").read_text())
     assert set(summary["comparison"]) == set(cfg.data.eval_sets) and summary["registry"]["versions"]
 

@@ -22,7 +22,10 @@ def test_valid_corrections_pass_the_suite(tmp_path, corrections):
     rep = run_validate(src, tmp_path / "v.jsonl", tmp_path / "q.jsonl", tmp_path / "ge.json")
     assert (rep.n_in, rep.n_out, rep.n_quarantined) == (len(corrections), len(corrections), 0)
     ge = json.loads((tmp_path / "ge.json").read_text())
-    assert ge["success"] is True and ge["statistics"]["evaluated_expectations"] == 9
+    assert ge["success"] is True and ge["statistics"]["evaluated_expectations"] == 11
+    assert {r["step_check"] for r in read_raw(tmp_path / "v.jsonl")} == {"agree"}  # the same checks localised them
+    assert rep.details["step_check"]["by_corrector"] == {"reference": {"agree": 6, "disagree": 0, "undecidable": 0,
+                                                                       "agreement_rate": 1.0}}
 
 
 def test_bad_corrections_are_quarantined_with_expectation_names(tmp_path, corrections):
@@ -115,3 +118,67 @@ def test_the_same_suites_validate_paths_and_sft_sets(tmp_path):
                         tmp_path / "sge.json", eval_questions=[])
     assert rep.n_out == 1 and rep.details["failed_expectations"] == {"correction_well_formed": 1,
                                                                     "completion_non_empty": 1}
+
+
+def _step_rows(corrections):
+    """Rows that agree, one that disagrees (the corrector names step 1, the checker step 2) and one undecidable."""
+    good = [c for c in corrections if c.incorrect_step == 2]
+    moved = good.pop()
+    wrong_step = moved.model_copy(update={"incorrect_step": 1, "correction": moved.correction.replace(
+        "Incorrect Step: Step 2.", "Incorrect Step: Step 1."), "generator": "g2"})
+    latex = good.pop().model_copy(update={"task": "math", "generator": "g2"})
+    return good + [wrong_step, latex]
+
+
+@pytest.mark.parametrize("action", ["quarantine", "tag"])
+def test_step_agreement_quarantines_or_tags_disagreeing_rows_and_tags_undecidable_ones(tmp_path, corrections,
+                                                                                        action):
+    rows = _step_rows(corrections)
+    src = tmp_path / "c.jsonl"
+    write_jsonl(src, rows)
+    rep = run_validate(src, tmp_path / "v.jsonl", tmp_path / "q.jsonl", tmp_path / "ge.json", step_mostly=0.5,
+                       step_action=action)
+    valid, q = read_raw(tmp_path / "v.jsonl"), read_raw(tmp_path / "q.jsonl")
+    tags = {r["step_check"] for r in valid}
+    undecidable = [r for r in valid if r["step_check"] == "undecidable"]
+    assert len(undecidable) == 1 and undecidable[0]["checker_step"] is None and "math" in undecidable[0][
+        "step_check_reason"]
+    if action == "quarantine":
+        assert tags == {"agree", "undecidable"} and [r["reasons"] for r in q] == [["step_agreement"]]
+        assert q[0]["record"]["step_check"] == "disagree" and q[0]["record"]["checker_step"] == 2
+    else:
+        assert tags == {"agree", "disagree", "undecidable"} and q == [] and rep.n_out == len(rows)
+        assert [r["checker_step"] for r in valid if r["step_check"] == "disagree"] == [2]
+    sc = rep.details["step_check"]
+    n_agree = len(rows) - 2
+    assert (sc["agree"], sc["disagree"], sc["undecidable"]) == (n_agree, 1, 1)
+    assert sc["agreement_rate"] == n_agree / (n_agree + 1)
+    assert sc["by_generator"]["g2"] == {"agree": 0, "disagree": 1, "undecidable": 1, "agreement_rate": 0.0}
+    assert sc["valid"]["disagree" if action == "tag" else "agree"] >= 1
+    ge = json.loads((tmp_path / "ge.json").read_text())
+    step = next(r for r in ge["results"] if r["expectation_config"]["meta"]["name"] == "step_agreement")
+    assert step["success"] is True and step["result"]["unexpected_count"] == 1
+    assert step["result"]["element_count"] - step["result"]["missing_count"] == n_agree + 1  # undecidable not counted
+
+
+def test_step_agreement_below_mostly_fails_the_stage(tmp_path, corrections):
+    rows = _step_rows(corrections)
+    src = tmp_path / "c.jsonl"
+    write_jsonl(src, rows)
+    with pytest.raises(ValidationFailed, match="step checker agrees with the corrector on .* below"):
+        run_validate(src, tmp_path / "v.jsonl", tmp_path / "q.jsonl", tmp_path / "ge.json", step_mostly=0.9,
+                     step_action="tag")
+    assert len(read_raw(tmp_path / "v.jsonl")) == len(rows)  # outputs are written before failing
+
+
+def test_error_type_outside_the_list_is_quarantined_and_types_are_counted(tmp_path, corrections):
+    rows = [corrections[0].model_copy(update={"error_type": "carelessness"}),
+            corrections[1].model_copy(update={"error_type": None})] + corrections[2:]
+    src = tmp_path / "c.jsonl"
+    write_jsonl(src, rows)
+    rep = run_validate(src, tmp_path / "v.jsonl", tmp_path / "q.jsonl", tmp_path / "ge.json")
+    assert [r["reasons"] for r in read_raw(tmp_path / "q.jsonl")] == [["error_type_known"]] * 2
+    counted = rep.details["error_types"]
+    assert sum(n for g in counted.values() for n in g.values()) == len(rows) - 2
+    assert {t for g in counted.values() for t in g} <= {"arithmetic slip", "wrong operation",
+                                                         "wrong operand or quantity"}

@@ -26,6 +26,16 @@ def _config(args):
     return load_config(args.config, _overrides(args))
 
 
+def _preflight(cfg, data_dir=None) -> None:
+    """Every input a run reads, checked before its first stage (errors end the command with exit 2)."""
+    from rich.console import Console
+
+    from lema.config.preflight import preflight
+
+    for note in preflight(cfg, data_dir):
+        Console(stderr=True).print(f"[dim]checked eval set {note}[/]", highlight=False)
+
+
 def _print_report(report) -> None:
     from rich.console import Console
 
@@ -37,7 +47,7 @@ def _print_report(report) -> None:
 def cmd_grade(args) -> int:
     from lema.grading.grade import grade_file
 
-    summary = grade_file(args.file, args.task, args.out)
+    summary = grade_file(args.file, args.task, args.out, None if args.min_decimals < 0 else args.min_decimals)
     print(json.dumps(summary))
     return 0
 
@@ -64,6 +74,7 @@ def cmd_validate(args) -> int:
     from lema.stages.validate.validate import run_validate, validate_file
 
     cfg = _config(args)
+    _preflight(cfg)
     if args.input is None:
         if args.kind != "corrections":
             raise SystemExit("--kind paths|sft needs --input FILE")
@@ -75,7 +86,8 @@ def cmd_validate(args) -> int:
     if args.kind == "corrections":
         report = run_validate(args.input, out, quarantine, out.with_suffix(".ge.json"), v.min_pass_rate,
                               eval_questions=questions, leakage_ngram=v.leakage_ngram,
-                              leakage_threshold=v.leakage_threshold)
+                              leakage_threshold=v.leakage_threshold, step_mostly=v.step_check.mostly,
+                              step_action=v.step_check.action)
     else:
         report = validate_file(args.kind, args.input, out, quarantine, out.with_suffix(".ge.json"), questions,
                                v.leakage_ngram, v.leakage_threshold, v.min_pass_rate)
@@ -104,7 +116,9 @@ def cmd_correct(args) -> int:
 def cmd_run(args) -> int:
     from lema.orchestration.runner import run_with_display
 
-    return run_with_display(_config(args), force=args.force, config_path=args.config, overrides=_overrides(args))
+    cfg = _config(args)
+    _preflight(cfg)
+    return run_with_display(cfg, force=args.force, config_path=args.config, overrides=_overrides(args))
 
 
 def cmd_dvc(args) -> int:
@@ -118,6 +132,14 @@ def cmd_pipeline(args) -> int:
     from lema.orchestration import kfp_cli
 
     config = args.config or "params.yaml"
+    if args.action in ("compile", "run"):
+        from lema.config import load_config
+
+        cfg = load_config(config)
+        if args.action == "run" or Path(cfg.data.dir).is_dir():
+            _preflight(cfg, args.data_dir if args.action == "run" else None)
+        else:  # compiling away from the data (the images carry it): the tasks read the sets when they run
+            print(f"data dir {cfg.data.dir} not here: eval sets are checked when the pipeline runs", file=sys.stderr)
     if args.action == "compile":
         out = kfp_cli.compile_pipeline(config, args.out, num_shards=args.shards, gpu=args.gpu,
                                        cache_root=args.cache_root or "")
@@ -175,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         return p
 
     g = sub.add_parser("grade", help="grade a JSONL file of predictions")
-    g.add_argument("--task", required=True, choices=["gsm8k", "math", "lab"])
+    g.add_argument("--task", required=True, choices=["gsm8k", "math", "lab", "time", "text"])
+    g.add_argument("--min-decimals", type=int, default=2, help="decimal rule: a prediction with at least this many "
+                   "decimals matches a longer decimal gold rounded to them (-1: exact only)")
     g.add_argument("file")
     g.add_argument("--out", default=None, help="write each row with `correct` and `pred_answer`")
     g.set_defaults(fn=cmd_grade)

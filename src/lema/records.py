@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Task = Literal["gsm8k", "math", "lab"]
+Task = Literal["gsm8k", "math", "lab", "time", "text"]  # time/text: users' eval sets only
 
 
 class Record(BaseModel):
@@ -62,6 +62,11 @@ class Correction(WrongPath):
     correction: str
     corrector: str
     correction_prompt_hash: str | None = None
+    error_type: str | None = None  # one of lema.grading.step_check.ERROR_TYPES (the validator enforces it)
+    # Set by the validator: does the step checker's first wrong step (checker_step) match incorrect_step?
+    step_check: Literal["agree", "disagree", "undecidable"] | None = None
+    checker_step: int | None = None
+    step_check_reason: str | None = None
 
 
 class SFTExample(Record):

@@ -79,6 +79,23 @@ def evaluate(expr: str) -> Fraction | None:
         return None
 
 
+_SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+def binary(expr: str) -> tuple[Fraction, str, Fraction] | None:
+    """``(a, op, b)`` for an expression of one operator between two numbers ("6 + 2", "$3 x 4"), else None."""
+    try:
+        node = ast.parse(_to_python(expr).strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(node, ast.BinOp) or type(node.op) not in _SYMBOL:
+        return None
+    try:
+        return _eval(node.left), _SYMBOL[type(node.op)], _eval(node.right)
+    except (ValueError, ZeroDivisionError, TypeError):
+        return None
+
+
 def claims(step: str) -> list[Claim]:
     """Every checkable ``a op b = c`` claim in a step, in order."""
     text = re.sub(r"<<[^<>]*>>", "", step)

@@ -63,7 +63,9 @@ def run_with_display(cfg: Config, force: bool = False, config_path=None, overrid
     for table in summary_table(summary, results):
         console.print(table)
     f = summary["funnel"]
-    console.print("Funnel: " + " -> ".join(f"{k} {v}" for k, v in f.items()))
+    split = {k[len("step "):]: v for k, v in f.items() if k.startswith("step ")}  # the validated rows, by step check
+    console.print("Funnel: " + " -> ".join(f"{k} {v}" for k, v in f.items() if not k.startswith("step "))
+                  + (" (step check: " + ", ".join(f"{k} {v}" for k, v in split.items()) + ")" if split else ""))
     reg = summary.get("registry") or {}
     if reg and "decision" in reg:
         d = reg["decision"]

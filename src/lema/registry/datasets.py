@@ -54,12 +54,12 @@ def eval_records(rows_file: str | Path, cfg: Config) -> list[DataRecord]:
 def eval_source(name: str, cfg: Config) -> str:
     """Where an evaluation set is read from: its local file, or ``hf://<dataset id>`` for a hub set."""
     from lema.config.schema import EvalSetConfig
-    from lema.data import _HUB_SPLITS, HUB, eval_set_file
+    from lema.data import HUB, HUB_SPLITS, eval_set_file
 
     spec = cfg.data.eval_sets.get(name)
     if isinstance(spec, EvalSetConfig) and spec.hub:
         return f"hf://{spec.hub}"
-    if not isinstance(spec, EvalSetConfig) and cfg.data.source == "hub" and name in _HUB_SPLITS:
+    if not isinstance(spec, EvalSetConfig) and cfg.data.source == "hub" and name in HUB_SPLITS:
         return f"hf://{HUB[name.split('/')[0]][0]}"
     f = eval_set_file(name, spec, cfg.data.dir)
     return str(Path(f).resolve()) if f is not None else name

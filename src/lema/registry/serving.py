@@ -19,7 +19,8 @@ EXAMPLE_QUESTION = ("Natalia sold clips to 48 of her friends in April, and then 
 
 
 class Answerer(mlflow.pyfunc.PythonModel):
-    """Rows with ``question`` (and optionally ``task``: gsm8k or math) -> the generated answer text only."""
+    """Rows with ``question`` (and optionally ``task``: ``math`` for the MATH prompt, else the GSM8K one) -> the
+    generated answer text only."""
 
     def load_context(self, context) -> None:
         from lema.llm.backends import TransformersBackend
@@ -39,7 +40,7 @@ class Answerer(mlflow.pyfunc.PythonModel):
                             max_tokens=int(p["max_new_tokens"]), stop=tuple(p["stop"] or ()))
         prompts = []
         for r in rows:
-            t = self.prompts[r.get("task") or "gsm8k"]
+            t = self.prompts["math" if r.get("task") == "math" else "gsm8k"]  # as lema.prompts.cot_prompt picks
             prompts.append(t["prefix"] + fill(t["template"], question=str(r["question"])))
         return [c[0].text for c in self.backend.generate(prompts, sampling)]
 

@@ -4,6 +4,7 @@ run's funnel and paired comparison (read by register and report)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from lema.config import Config, GeneratorConfig
@@ -74,11 +75,13 @@ def round_generators(cfg: Config, rnd: int = 1) -> list[GeneratorConfig]:
             for g in cfg.generators]
 
 
-def eval_sets(cfg: Config, full: bool = False):
-    """Evaluation problems per set; `full` ignores the configured subset sizes (for leakage checks)."""
+def eval_sets(cfg: Config, full: bool = False, skipped: dict[str, list] | None = None):
+    """Evaluation problems per set; `full` ignores the configured subset sizes (for leakage checks);
+    rows dropped by a set's `on_invalid: skip` are listed in `skipped[name]` as (line, why)."""
     from lema.data import load_eval_set
 
-    return {name: load_eval_set(name, spec, cfg.data.source, cfg.data.dir, full)
+    skipped = {} if skipped is None else skipped
+    return {name: load_eval_set(name, spec, cfg.data.source, cfg.data.dir, full, skipped.setdefault(name, []))
             for name, spec in cfg.data.eval_sets.items()}
 
 
@@ -102,8 +105,36 @@ def funnel_counts(cfg: Config, rnd: int = 1) -> dict[str, int]:
     collect = json.loads((p.collect / "report.json").read_text())
     correct = json.loads((p.correct / "report.json").read_text())
     validate = json.loads((p.validate / "report.json").read_text())
-    return {"sampled paths": collect["details"]["samples"], "wrong paths": collect["n_out"],
-            "corrected": correct["n_out"], "validated": validate["n_out"]}
+    counts = {"sampled paths": collect["details"]["samples"], "wrong paths": collect["n_out"],
+              "corrected": correct["n_out"], "validated": validate["n_out"]}
+    kept = validate["details"].get("step_check", {}).get("valid")
+    if kept is not None:  # the validated rows split by the step check (disagreeing ones kept only when tagged)
+        counts |= {f"step {v}": kept.get(k, 0) for k, v in
+                   (("agree", "agreed"), ("disagree", "disagreed"), ("undecidable", "undecidable"))}
+    return counts
+
+
+def validate_details(cfg: Config, rnd: int = 1) -> dict:
+    """The validate stage's report details: step check and error types among them."""
+    return json.loads((paths(cfg, rnd).validate / "report.json").read_text())["details"]
+
+
+def quality_metrics(details: dict) -> dict[str, float]:
+    """Step agreement (overall, per generator, per corrector) and error types as flat MLflow metric keys."""
+    def key(name: str) -> str:
+        return re.sub(r"[^\w\-. /]", "_", name)
+
+    sc = details.get("step_check") or {}
+    out = {"validate.step_agreement": sc["agreement_rate"]} if sc.get("agreement_rate") is not None else {}
+    for group in ("generator", "corrector"):
+        for name, row in (sc.get(f"by_{group}") or {}).items():
+            if row.get("agreement_rate") is not None:
+                out[f"validate.step_agreement.{group}.{key(name)}"] = row["agreement_rate"]
+    totals: dict[str, int] = {}
+    for counts in (details.get("error_types") or {}).values():
+        for t, n in counts.items():
+            totals[t] = totals.get(t, 0) + n
+    return out | {f"validate.error_type.{key(t).replace(' ', '_')}": n for t, n in sorted(totals.items())}
 
 
 def collect_reports(p: Paths) -> list[Path]:

@@ -22,6 +22,14 @@ __all__ = ["Corrector", "Outcome", "ParsedCorrection", "ReferenceCorrector", "ma
            "render_correction", "run_correct"]
 
 
+def error_type_counts(corrections) -> dict[str, dict[str, int]]:
+    """{generator: {error type: corrections}}; a correction without a type counts as "(none)"."""
+    out: dict[str, Counter] = {}
+    for c in corrections:
+        out.setdefault(c.generator, Counter())[c.error_type or "(none)"] += 1
+    return {g: dict(sorted(n.items())) for g, n in sorted(out.items())}
+
+
 def make_corrector(kind: str, **options) -> Corrector:
     if kind == "reference":
         return ReferenceCorrector()
@@ -55,6 +63,7 @@ def run_correct(input_path: str | Path, output_path: str | Path, quarantine_path
                          n_quarantined=len(quarantined), seconds=time.time() - t0,
                          details={"corrector": corrector.name, "unlocalised_reasons": dict(reasons),
                                   "incorrect_step_histogram": dict(Counter(c.incorrect_step for c in corrections)),
+                                  "error_types": error_type_counts(corrections),
                                   **extra},
                          outputs={"corrections": str(output_path), "quarantine": str(quarantine_path)})
     if report_path:

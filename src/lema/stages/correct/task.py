@@ -1,8 +1,9 @@
 """The correction task: what a corrector is asked and how its answer is judged.
 
 Pure functions and data, no I/O beyond loading the versioned prompt once: the
-task renders a prompt from a wrong path, parses the three-part answer and checks
-it (step in range, parts present, final answer equal to gold).  Who produces the
+task renders a prompt from a wrong path, parses the answer (incorrect step, error
+type, explanation, corrected solution) and checks it (step in range, error type
+one of ``ERROR_TYPES``, parts present, final answer equal to gold).  Who produces the
 answer (the reference corrector, an LLM behind ``lema.llm.transport``) is passed in
 from outside, the way distilabel separates a task from its LLM.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from lema.grading.answers import answers_equal, extract_answer
+from lema.grading.step_check import ERROR_TYPES
 from lema.grading.steps import format_steps, split_steps
 from lema.prompts import PromptTemplate, load_prompt
 from lema.records import Correction, WrongPath
@@ -32,11 +34,14 @@ class Corrector(Protocol):
     def correct(self, paths: list[WrongPath]) -> list[Outcome]: ...
 
 
-def render_correction(step: int, explanation: str, corrected_solution: str) -> str:
-    return f"Incorrect Step: Step {step}.\nExplanation: {explanation}\nCorrect Solution:\n{corrected_solution}"
+def render_correction(step: int, explanation: str, corrected_solution: str, error_type: str | None = None) -> str:
+    """The correction text; the stored (SFT) form has no error type, the corrector's answer does."""
+    kind = f"Error Type: {error_type}\n" if error_type else ""
+    return f"Incorrect Step: Step {step}.\n{kind}Explanation: {explanation}\nCorrect Solution:\n{corrected_solution}"
 
 
-_PART = re.compile(r"(?im)^[\s>#*_]*(incorrect\s*step|explanation|correct(?:ed)?\s*solution)[\s*_]*[:：]?[\s*_]*")
+_PART = re.compile(r"(?im)^[\s>#*_]*(incorrect\s*step|error\s*type|explanation|correct(?:ed)?\s*solution)"
+                   r"[\s*_]*[:：]?[\s*_]*")
 
 
 @dataclass
@@ -44,6 +49,14 @@ class ParsedCorrection:
     incorrect_step: int | None
     explanation: str
     corrected_solution: str
+    error_type: str | None = None  # as written, normalised (lowercase, no markup); None when absent
+
+
+def normalise_error_type(text: str) -> str | None:
+    """'**Wrong Operation.**' -> 'wrong operation'; None for an empty part."""
+    t = re.sub(r"[*_`\"'.]+", " ", text.split("\n")[0]).strip(" -–:").lower()
+    t = re.sub(r"\s+", " ", t.replace("readout", "read-out").replace("read out", "read-out"))
+    return t or None
 
 
 def parse_correction(text: str) -> ParsedCorrection:
@@ -52,14 +65,16 @@ def parse_correction(text: str) -> ParsedCorrection:
     marks = list(_PART.finditer(text))
     for i, m in enumerate(marks):
         key = re.sub(r"\s+", " ", m.group(1).lower())
-        key = "incorrect" if key.startswith("incorrect") else ("explanation" if key.startswith("expl") else "solution")
+        key = ("incorrect" if key.startswith("incorrect") else "error" if key.startswith("error")
+               else "explanation" if key.startswith("expl") else "solution")
         end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
         parts.setdefault(key, text[m.end() : end].strip())
     step = None
     m = re.search(r"(?i)(?:step\s*)?(\d+)", parts.get("incorrect", ""))
     if m:
         step = int(m.group(1))
-    return ParsedCorrection(step, parts.get("explanation", "").strip(" *"), parts.get("solution", "").strip())
+    return ParsedCorrection(step, parts.get("explanation", "").strip(" *"), parts.get("solution", "").strip(),
+                            normalise_error_type(parts.get("error", "")))
 
 
 def check_correction(text: str, wp: WrongPath, corrector: str = "llm",
@@ -72,6 +87,10 @@ def check_correction(text: str, wp: WrongPath, corrector: str = "llm",
         reasons.append("no 'Incorrect Step' part")
     elif not 1 <= parsed.incorrect_step <= max(n_steps, 1):
         reasons.append(f"incorrect step {parsed.incorrect_step} outside the path's {n_steps} steps")
+    if parsed.error_type is None:
+        reasons.append("no 'Error Type' part")
+    elif parsed.error_type not in ERROR_TYPES:
+        reasons.append(f"error type {parsed.error_type!r} is not one of {', '.join(ERROR_TYPES)}")
     if not parsed.explanation:
         reasons.append("no 'Explanation' part")
     if not parsed.corrected_solution:
@@ -85,14 +104,14 @@ def check_correction(text: str, wp: WrongPath, corrector: str = "llm",
                       corrected_solution=parsed.corrected_solution, final_answer=wp.gold_answer,
                       correction=render_correction(parsed.incorrect_step, parsed.explanation,
                                                    parsed.corrected_solution),
-                      corrector=corrector, correction_prompt_hash=prompt_hash), []
+                      corrector=corrector, correction_prompt_hash=prompt_hash, error_type=parsed.error_type), []
 
 
 class CorrectionTask:
     """Wrong path in, correction out: the prompt side and the judging side of one LLM call."""
 
     inputs: ClassVar[tuple[str, ...]] = ("question", "gold_answer", "path")
-    outputs: ClassVar[tuple[str, ...]] = ("incorrect_step", "explanation", "corrected_solution")
+    outputs: ClassVar[tuple[str, ...]] = ("incorrect_step", "error_type", "explanation", "corrected_solution")
 
     def __init__(self, shots: int = 2, prompt: PromptTemplate | None = None):
         self.prompt = prompt or load_prompt("correction")

@@ -9,7 +9,7 @@ from typing import Any
 from lema.config import Config
 from lema.jsonl import write_json
 from lema.records import StageReport
-from lema.stages.common import funnel_counts
+from lema.stages.common import funnel_counts, quality_metrics, validate_details
 from lema.stages.layout import VARIANTS, paths
 
 
@@ -64,6 +64,7 @@ def run(cfg: Config, rnd: int = 1) -> StageReport:
     stage_metrics = {f"funnel.{k.replace(' ', '_')}": v for k, v in funnel.items()}
     usage = json.loads((p.correct / "report.json").read_text())["details"].get("usage", {})
     stage_metrics |= {f"correct.{k}": v for k, v in usage.items() if isinstance(v, (int, float))}
+    stage_metrics |= quality_metrics(validate_details(cfg, rnd))
     report = register_models(
         candidates(cfg, rnd), uri=tracking_uri(cfg.register_.tracking_uri, cfg.run_dir),
         experiment=cfg.register_.experiment, model_name=cfg.register_.model_name,

@@ -1,5 +1,6 @@
 """Run report: the collect-correct-validate funnel, accuracy per model, where
-mistakes happen (incorrect-step positions), loss curves, as PNG + Markdown."""
+mistakes happen (incorrect-step positions), whether the step checker confirms them,
+the error types, loss curves, as PNG + Markdown."""
 
 from __future__ import annotations
 
@@ -39,11 +40,31 @@ def plot_funnel(counts: dict[str, int], path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.2))
     names, values = list(counts), list(counts.values())
-    bars = ax.barh(names[::-1], values[::-1], color=["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2"][: len(values)])
+    palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2", "#937860", "#da8bc3"]
+    bars = ax.barh(names[::-1], values[::-1], color=palette[: len(values)])
     ax.bar_label(bars, padding=3)
     ax.set_xlabel("rows")
     ax.set_title("Collect -> correct -> validate funnel")
     ax.set_xlim(0, max(values + [1]) * 1.15)
+    save(fig, path)
+    return path
+
+
+def plot_error_types(counts: dict[str, dict[str, int]], path: Path) -> Path:
+    """{generator: {error type: corrections}} as horizontal bars, one stacked segment per generator."""
+    plt = _plt()
+    types = sorted({t for c in counts.values() for t in c}, key=lambda t: -sum(c.get(t, 0) for c in counts.values()))
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(types) + 1.5))
+    left = [0] * len(types)
+    for gen, c in counts.items():
+        widths = [c.get(t, 0) for t in types]
+        bars = ax.barh(types[::-1], widths[::-1], left=left[::-1], label=gen)
+        left = [a + b for a, b in zip(left, widths)]
+    ax.bar_label(bars, labels=[str(v) for v in left[::-1]], padding=3)
+    ax.set_xlabel("validated corrections")
+    ax.set_title("Error types named by the corrector")
+    ax.set_xlim(0, max(left + [1]) * 1.15)
+    ax.legend(fontsize=8)
     save(fig, path)
     return path
 
@@ -142,11 +163,15 @@ def plot_paired(comparison: dict[str, dict], path: Path) -> Path:
 
 def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, dict[str, dict]],
                  step_histogram: dict, losses: dict[str, list[dict]], stages: list[dict[str, Any]],
-                 registry: dict[str, Any] | None, comparison: dict[str, Any] | None) -> Path:
+                 registry: dict[str, Any] | None, comparison: dict[str, Any] | None,
+                 step_check: dict[str, Any] | None = None,
+                 error_types: dict[str, dict[str, int]] | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = [plot_funnel(funnel, out_dir / "funnel.png"), plot_accuracy(metrics, out_dir / "accuracy.png")]
     if step_histogram:
         pngs.append(plot_steps(step_histogram, out_dir / "incorrect_steps.png"))
+    if error_types:
+        pngs.append(plot_error_types(error_types, out_dir / "error_types.png"))
     if any(losses.values()):
         pngs.append(plot_losses(losses, out_dir / "loss.png"))
     if comparison:
@@ -159,6 +184,12 @@ def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, di
     lines += [f"| {s['stage']} | {s['n_in']} | {s['n_out']} | {s['n_quarantined']} | {s['seconds']:.1f} |"
               for s in stages]
     lines += ["", "## Funnel", "", "| step | rows |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in funnel.items()]
+    if step_check:
+        lines += step_check_lines(step_check)
+    if error_types:
+        lines += ["", "## Error types (validated corrections)", "", "| generator | error type | corrections |",
+                  "|---|---|---:|"]
+        lines += [f"| {g} | {t} | {n} |" for g, c in error_types.items() for t, n in c.items()]
     lines += ["", "## Accuracy (greedy pass@1)", "", "| model | set | n | correct | accuracy | no answer |",
               "|---|---|---:|---:|---:|---:|"]
     for model, sets in metrics.items():
@@ -181,6 +212,24 @@ def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, di
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def step_check_lines(sc: dict[str, Any]) -> list[str]:
+    """The corrector's first wrong step against the step checker's, per generator and per corrector."""
+    lines = ["", "## Step check (corrector vs checker, first wrong step)", "",
+             f"Rows where both name a step agree on {_rate(sc.get('agreement_rate'))}; disagreeing rows are "
+             f"{'quarantined' if sc.get('action') == 'quarantine' else 'kept and tagged'}, the stage fails below "
+             f"{100 * sc.get('mostly', 0):.0f}%; undecidable rows (no numeric claim to check, e.g. MATH) are kept "
+             f"and tagged.", "", "| by | name | agree | disagree | undecidable | agreement |",
+             "|---|---|---:|---:|---:|---:|"]
+    for group in ("generator", "corrector"):
+        lines += [f"| {group} | {name} | {r['agree']} | {r['disagree']} | {r['undecidable']} | "
+                  f"{_rate(r.get('agreement_rate'))} |" for name, r in (sc.get(f"by_{group}") or {}).items()]
+    return lines
+
+
+def _rate(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{100 * rate:.1f}%"
 
 
 def _mdd_text(mdd: float | None) -> str:

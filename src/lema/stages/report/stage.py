@@ -7,7 +7,7 @@ import json
 from lema.config import Config
 from lema.jsonl import read_jsonl, write_json
 from lema.records import Correction, StageReport
-from lema.stages.common import collect_reports, comparison, funnel_counts
+from lema.stages.common import collect_reports, comparison, funnel_counts, validate_details
 from lema.stages.layout import VARIANTS, paths
 from lema.stages.report.report import step_histogram, write_report
 
@@ -23,13 +23,16 @@ def run(cfg: Config, rnd: int = 1) -> StageReport:
     registry = json.loads(registry_file.read_text())["details"] if registry_file.exists() else None
     cmp = comparison(cfg, rnd)
     funnel = funnel_counts(cfg, rnd)
+    checked = validate_details(cfg, rnd)
     path = write_report(p.report, funnel=funnel, metrics=metrics, step_histogram=step_histogram(corrections),
-                        losses=losses, stages=stages, registry=registry, comparison=cmp)
+                        losses=losses, stages=stages, registry=registry, comparison=cmp,
+                        step_check=checked.get("step_check"), error_types=checked.get("error_types"))
     # Tabular copies for `dvc plots show`.
     write_json(p.report / "funnel.json", {"funnel": [{"step": k, "rows": v} for k, v in funnel.items()]})
     write_json(p.report / "accuracy.json", {"accuracy": [
         {"model": f"{v}:{s}", "accuracy": m["accuracy"]} for v, sets in metrics.items() for s, m in sets.items()]})
-    summary = {"funnel": funnel, "metrics": metrics, "comparison": cmp, "registry": registry, "report": str(path)}
+    summary = {"funnel": funnel, "step_check": checked.get("step_check"), "error_types": checked.get("error_types"),
+               "metrics": metrics, "comparison": cmp, "registry": registry, "report": str(path)}
     write_json(p.dir / "summary.json", summary)
     if registry:
         from lema.registry.store import log_report

@@ -1,4 +1,5 @@
-"""Stage `validate`: keep well-formed corrections that reach the gold answer (Great Expectations suite)."""
+"""Stage `validate`: keep well-formed corrections that reach the gold answer and whose first wrong step the step
+checker confirms (Great Expectations suite)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def run(cfg: Config, rnd: int = 1) -> StageReport:
                           p.validate / "quarantine.jsonl", p.validate / "ge_result.json", v.min_pass_rate,
                           eval_questions=eval_questions, leakage_ngram=v.leakage_ngram,
                           leakage_threshold=v.leakage_threshold,
-                          docs_dir=p.validate / "data_docs" if v.data_docs else None)
+                          docs_dir=p.validate / "data_docs" if v.data_docs else None,
+                          step_mostly=v.step_check.mostly, step_action=v.step_check.action)
     write_json(p.validate / "report.json", report)
     return report

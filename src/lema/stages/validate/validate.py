@@ -1,9 +1,10 @@
 """Validate stage: a Great Expectations suite over corrections.
 
-Checks that need lema's own logic (answer equivalence, step counting) become
-derived columns first; GE then owns the verdicts, the per-row failure lists
-and the machine-readable result.  Failing rows go to quarantine with the
-names of every expectation they failed.
+Checks that need lema's own logic (answer equivalence, step counting, the step
+checker's verdict, ``lema.grading.step_check``) become derived columns first; GE
+then owns the verdicts, the per-row failure lists and the machine-readable result.
+Failing rows go to quarantine with the names of every expectation they failed;
+rows the step checker disagrees with may instead be kept, tagged.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from collections import Counter
 from pathlib import Path
 
 from lema.grading.answers import answers_equal, extract_answer
+from lema.grading.step_check import ERROR_TYPES, agreement, check_path
 from lema.grading.steps import split_steps
 from lema.jsonl import iter_jsonl, write_json, write_jsonl
 from lema.records import Correction, Quarantined, StageReport
-from lema.stages.correct.correct import parse_correction
+from lema.stages.correct.correct import error_type_counts, parse_correction
+
+STEP_ACTIONS = ("quarantine", "tag")
 
 THREE_PARTS = (r"(?is)^\W*incorrect\s*step\W*(?:step\s*)?\d+.*?\n\W*explanation\W*\S.*?"
                r"\n\W*correct(?:ed)?\s*solution\W*\S")
@@ -143,10 +147,14 @@ def correction_frame(rows: list[Correction]):
             "explanation_not_copy": r.explanation.strip() not in r.corrected_solution,
             "final_answer_is_gold": answers_equal(r.final_answer, r.gold_answer, r.task)
             and answers_equal(pred, r.gold_answer, r.task),
+            "error_type": r.error_type or "",
+            # None (undecidable) is not counted by GE: `mostly` is the agreement rate where both name a step.
+            "step_agrees": {"agree": True, "disagree": False}.get(r.step_check or ""),
         })
     df = pd.DataFrame.from_records(records, columns=[
         "id", "path", "correction", "explanation", "incorrect_step", "n_path_steps", "parsed_step_matches",
-        "explanation_not_copy", "final_answer_is_gold"])
+        "explanation_not_copy", "final_answer_is_gold", "error_type", "step_agrees"])
+    df["step_agrees"] = df["step_agrees"].astype(object)
     # The first copy of a correction is kept; later copies are the duplicates.
     df["first_copy"] = ~df.duplicated(subset=["id", "path", "correction"], keep="first")
     return df
@@ -163,7 +171,7 @@ def named_suite(name: str, expectations: list[tuple[str, object]]):
     return suite
 
 
-def correction_suite(leakage_threshold: float = 1.0):
+def correction_suite(leakage_threshold: float = 1.0, step_mostly: float = 0.8):
     """The expectation suite; each expectation carries a short name in its meta."""
     import great_expectations as gx
 
@@ -182,7 +190,43 @@ def correction_suite(leakage_threshold: float = 1.0):
         ("no_duplicate_corrections", E.ExpectColumnValuesToBeInSet(column="first_copy", value_set=[True])),
         ("no_test_set_leakage", E.ExpectColumnValuesToBeBetween(column="eval_overlap", min_value=0.0,
                                                                 max_value=leakage_threshold)),
+        ("error_type_known", E.ExpectColumnValuesToBeInSet(column="error_type", value_set=list(ERROR_TYPES))),
+        ("step_agreement", E.ExpectColumnValuesToBeInSet(column="step_agrees", value_set=[True],
+                                                         mostly=step_mostly)),
     ])
+
+
+def step_checked(rows: list[Correction]) -> list[Correction]:
+    """Each correction tagged with the step checker's verdict: agree, disagree or undecidable, and why."""
+    out = []
+    for r in rows:
+        check = check_path(r)
+        out.append(r.model_copy(update={"step_check": agreement(r.incorrect_step, check),
+                                        "checker_step": check.step, "step_check_reason": check.reason}))
+    return out
+
+
+def agreement_table(rows: list[Correction], key: str) -> dict[str, dict]:
+    """{generator or corrector: {agree, disagree, undecidable, agreement_rate}}; the rate is over rows where
+    both name a step (None when there are none)."""
+    groups: dict[str, Counter] = {}
+    for r in rows:
+        groups.setdefault(getattr(r, key), Counter())[r.step_check] += 1
+    return {g: _rates(n) for g, n in sorted(groups.items())}
+
+
+def _rates(n: Counter) -> dict:
+    decided = n["agree"] + n["disagree"]
+    return {"agree": n["agree"], "disagree": n["disagree"], "undecidable": n["undecidable"],
+            "agreement_rate": n["agree"] / decided if decided else None}
+
+
+def expectation_succeeded(ge_result: dict, name: str) -> bool:
+    """The suite-level verdict of one named expectation (True when it did not run: no rows)."""
+    for r in ge_result.get("results") or []:
+        if ((r.get("expectation_config") or {}).get("meta") or {}).get("name") == name:
+            return bool(r.get("success"))
+    return True
 
 
 def run_suite(df, make_suite, docs_dir: str | Path | None = None):
@@ -226,16 +270,23 @@ def run_suite(df, make_suite, docs_dir: str | Path | None = None):
 def run_validate(input_path: str | Path, output_path: str | Path, quarantine_path: str | Path,
                  result_path: str | Path, min_pass_rate: float = 0.0, eval_questions: list[str] | None = None,
                  leakage_ngram: int = 8, leakage_threshold: float = 0.5,
-                 docs_dir: str | Path | None = None) -> StageReport:
+                 docs_dir: str | Path | None = None, step_mostly: float = 0.8,
+                 step_action: str = "quarantine") -> StageReport:
+    """Validate corrections; rows where the step checker disagrees with the corrector are quarantined or kept
+    and tagged (`step_action`), and the stage fails when they agree on less than `step_mostly` of the rows."""
+    if step_action not in STEP_ACTIONS:
+        raise ValueError(f"validate.step_check.action {step_action!r}: expected one of {', '.join(STEP_ACTIONS)}")
     t0 = time.time()
-    rows = list(iter_jsonl(input_path, Correction))
+    rows = step_checked(list(iter_jsonl(input_path, Correction)))
     if rows:
         df = correction_frame(rows)
         index = NgramIndex(eval_questions or [], leakage_ngram)
         df["eval_overlap"] = [index.max_overlap(r.question) for r in rows]
-        ge_result, failures = run_suite(df, lambda: correction_suite(leakage_threshold), docs_dir)
+        ge_result, failures = run_suite(df, lambda: correction_suite(leakage_threshold, step_mostly), docs_dir)
     else:
         ge_result, failures = {"success": True, "results": [], "statistics": {}}, {}
+    if step_action == "tag":  # disagreeing rows stay, tagged step_check=disagree
+        failures = {i: f for i, names in failures.items() if (f := [n for n in names if n != "step_agreement"])}
     valid = [r for i, r in enumerate(rows) if i not in failures]
     quarantined = [Quarantined(stage="validate", reasons=sorted(set(failures[i])), record=rows[i].model_dump(),
                                source=str(input_path)) for i in sorted(failures)]
@@ -246,10 +297,21 @@ def run_validate(input_path: str | Path, output_path: str | Path, quarantine_pat
     report = StageReport(stage="validate", n_in=len(rows), n_out=len(valid), n_quarantined=len(quarantined),
                          seconds=time.time() - t0,
                          details={"pass_rate": pass_rate,
-                                  "failed_expectations": dict(Counter(n for v in failures.values() for n in v))},
+                                  "failed_expectations": dict(Counter(n for v in failures.values() for n in v)),
+                                  "step_check": {"action": step_action, "mostly": step_mostly,
+                                                 **_rates(Counter(r.step_check for r in rows)),
+                                                 "valid": dict(Counter(r.step_check for r in valid)),
+                                                 "by_generator": agreement_table(rows, "generator"),
+                                                 "by_corrector": agreement_table(rows, "corrector")},
+                                  "error_types": error_type_counts(valid)},
                          outputs={"valid": str(output_path), "quarantine": str(quarantine_path),
                                   "ge_result": str(result_path)})
     if pass_rate < min_pass_rate:
         raise ValidationFailed(f"validate: pass rate {pass_rate:.1%} is below the floor {min_pass_rate:.1%} "
                                f"({len(quarantined)} of {len(rows)} rows quarantined in {quarantine_path})")
+    if not expectation_succeeded(ge_result, "step_agreement"):
+        rate = report.details["step_check"]["agreement_rate"]
+        raise ValidationFailed(f"validate: the step checker agrees with the corrector on {rate:.1%} of the rows "
+                               f"where both name a step, below validate.step_check.mostly {step_mostly:.1%} "
+                               f"(see step_check_reason in {output_path} and {quarantine_path})")
     return report
