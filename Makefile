@@ -25,7 +25,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Same platform flags as the locks were compiled for.
 LOCK_FLAGS := --python-platform x86_64-manylinux_2_28 --no-header --no-annotate
 
-.PHONY: run test venv tools bench lint locks clean compile uv-index-args base-image images image-cuda image-tags stack
+.PHONY: run test venv tools bench lint locks clean compile uv-index-args base-image images image-cuda image-tags stack stack-down
 
 $(TOOLS_STAMP): images/locks/tools.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -89,11 +89,19 @@ images: base-image
 image-cuda:
 	PYTHON=$(PYTHON) BASE_IMAGE=$(CUDA_BASE) images/build.sh lema-cuda
 
-# The production services as containers (infra/compose): PostgreSQL, S3 (moto), MLflow, vLLM.
+# The production services as containers (infra/compose): PostgreSQL, S3 (moto), MLflow, vLLM; waits for health.
+STACK_ENV = LEMA_CPU_IMAGE=$(call IMAGE_TAG,lema-cpu) LEMA_S3_IMAGE=$(call IMAGE_TAG,lema-s3) \
+	LEMA_POSTGRES_IMAGE=$(call IMAGE_TAG,lema-postgres)
+COMPOSE = docker-compose -f infra/compose/docker-compose.yaml
+
 stack: images
-	@test -f infra/compose/.env || cp infra/compose/example.env infra/compose/.env
-	cd infra/compose && LEMA_CPU_IMAGE=$(call IMAGE_TAG,lema-cpu) LEMA_S3_IMAGE=$(call IMAGE_TAG,lema-s3) \
-	  docker-compose up -d --wait
+	@test -f infra/compose/.env || { cp infra/compose/example.env infra/compose/.env; \
+	  echo "created infra/compose/.env from example.env: change its secrets"; }
+	$(STACK_ENV) $(COMPOSE) up -d
+	$(STACK_ENV) infra/compose/wait-healthy.sh
+
+stack-down:
+	$(STACK_ENV) $(COMPOSE) down
 
 uv-index-args:
 	@echo $(UV_INDEX_ARGS)

