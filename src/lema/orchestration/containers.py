@@ -2,7 +2,7 @@
 
 Every task runs in the image the compiled pipeline names (lema.orchestration.images), as a non-root user, on a
 read-only root filesystem (the bundled data in the image included) with tmpfs for /tmp and the caches; only the
-pipeline root is mounted (read-write, at the same path).  Tasks share the host's network, so a tracking or
+pipeline root is mounted (read-write, at the same path) and is the tasks' working directory.  Tasks share the host's network, so a tracking or
 OpenAI URL that works here (http://127.0.0.1:5000) works in the task too.
 """
 
@@ -47,6 +47,8 @@ def docker_runner(pipeline_root: Path):
     from kfp import local
 
     env = {k: os.environ[k] for k in PASS_ENV if os.environ.get(k)}
+    # working_dir: the (writable) pipeline root, where a file-based tracking store puts ./mlruns; /opt/lema is read-only.
     return local.DockerRunner(user=task_user(pipeline_root), read_only=True, network_mode="host",
+                              working_dir=str(pipeline_root),
                               tmpfs={"/tmp": "rw,exec,mode=1777", "/home/lema": "rw,exec,mode=1777"},
                               environment=env)
