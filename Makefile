@@ -25,7 +25,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Same platform flags as the locks were compiled for.
 LOCK_FLAGS := --python-platform x86_64-manylinux_2_28 --no-header --no-annotate
 
-.PHONY: run test venv tools bench lint locks clean compile uv-index-args
+.PHONY: run test venv tools bench lint locks clean compile uv-index-args base-image images image-cuda image-tags stack stack-down
 
 $(TOOLS_STAMP): images/locks/tools.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -67,6 +67,41 @@ locks: $(TOOLS_STAMP)
 	mv requirements-cuda.lock.new requirements-cuda.lock
 	@sed -i '1i # CPU environment and images/Dockerfile.cpu: `make locks` (uv pip compile of pyproject.toml [ops,test] + images/locks/cpu.in).\n# torchvision/torchaudio/torchcodec are dropped on purpose (images/locks/cpu-overrides.txt).' requirements.lock
 	@sed -i '1i # images/Dockerfile.cuda (linux x86_64, CUDA, Python 3.12): `make locks` (uv pip compile of pyproject.toml [vllm,qlora,ops] + images/locks/cuda.in).' requirements-cuda.lock
+
+# ---- container images (README "Containers"); tags from src/lema/orchestration/images.py (lock + source hashes) ----
+IMAGE_TAG = $(shell $(PYTHON) src/lema/orchestration/images.py $(1))
+# CUDA base: any image with python3.12 (+ venv) and the NVIDIA container hooks, e.g. nvidia/cuda:13.0.0-base-ubuntu24.04
+# with python3.12 installed, or your registry's copy of it.
+CUDA_BASE ?= nvidia/cuda:13.0.0-base-ubuntu24.04
+
+image-tags:
+	@$(PYTHON) src/lema/orchestration/images.py
+
+# No registry needed: bootstrap the Debian base offline (debootstrap from the apt mirror), once per script version.
+base-image:
+	@docker image inspect $(call IMAGE_TAG,lema-base) >/dev/null 2>&1 || nice images/base-image.sh $(call IMAGE_TAG,lema-base)
+
+images: base-image
+	PYTHON=$(PYTHON) images/build.sh lema-cpu
+	PYTHON=$(PYTHON) images/build.sh lema-s3
+	PYTHON=$(PYTHON) images/build.sh lema-postgres
+
+image-cuda:
+	PYTHON=$(PYTHON) BASE_IMAGE=$(CUDA_BASE) images/build.sh lema-cuda
+
+# The production services as containers (infra/compose): PostgreSQL, S3 (moto), MLflow, vLLM; waits for health.
+STACK_ENV = LEMA_CPU_IMAGE=$(call IMAGE_TAG,lema-cpu) LEMA_S3_IMAGE=$(call IMAGE_TAG,lema-s3) \
+	LEMA_POSTGRES_IMAGE=$(call IMAGE_TAG,lema-postgres)
+COMPOSE = docker-compose -f infra/compose/docker-compose.yaml
+
+stack: images
+	@test -f infra/compose/.env || { cp infra/compose/example.env infra/compose/.env; \
+	  echo "created infra/compose/.env from example.env: change its secrets"; }
+	$(STACK_ENV) $(COMPOSE) up -d
+	$(STACK_ENV) infra/compose/wait-healthy.sh
+
+stack-down:
+	$(STACK_ENV) $(COMPOSE) down
 
 uv-index-args:
 	@echo $(UV_INDEX_ARGS)

@@ -1,5 +1,5 @@
-"""Container images the components run in (built from images/Dockerfile.cpu and images/Dockerfile.cuda)."""
+"""Container images the components run in (tags decided in one place: lema.orchestration.images)."""
 
-from lema.orchestration.kfp import CPU_IMAGE, CUDA_IMAGE, DOCKERFILES, REGISTRY, VERSION
+from lema.orchestration.images import CPU_IMAGE, CUDA_IMAGE, DOCKERFILES, REGISTRY, VERSION
 
 __all__ = ["CPU_IMAGE", "CUDA_IMAGE", "DOCKERFILES", "REGISTRY", "VERSION"]

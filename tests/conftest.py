@@ -98,3 +98,32 @@ def wait_for_http(proc, url: str, what: str, tries: int = 120) -> None:
         time.sleep(1)
     proc.kill()
     pytest.fail(f"{what} did not start")
+
+
+def docker_or_skip():
+    """A reachable Docker daemon, else skip with the reason; with LEMA_REQUIRE_DOCKER=1 (CI) a missing daemon fails."""
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception as e:  # no SDK, no socket, daemon down: all mean "no Docker here"
+        if os.environ.get("LEMA_REQUIRE_DOCKER"):
+            pytest.fail(f"LEMA_REQUIRE_DOCKER is set but no Docker daemon is reachable: {e}")
+        pytest.skip(f"no Docker daemon reachable ({type(e).__name__}); set LEMA_REQUIRE_DOCKER=1 to make this fail")
+
+
+@pytest.fixture(scope="session")
+def cpu_image() -> str:
+    """The lema-cpu image for this source tree, built once per session (`make images` already did it in CI:
+    then this only finds it by its input-derived tag)."""
+    import subprocess
+
+    from lema.orchestration.images import CPU_IMAGE
+
+    docker_or_skip()
+    if subprocess.run(["docker", "image", "inspect", CPU_IMAGE], capture_output=True).returncode != 0:
+        out = subprocess.run(["make", "-C", str(ROOT), "base-image"], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        out = subprocess.run([str(ROOT / "images" / "build.sh"), "lema-cpu"], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return CPU_IMAGE

@@ -100,12 +100,17 @@ def _normalised(text: str) -> list:
     return [drop(json.loads(line)) for line in text.splitlines() if line.strip()]
 
 
-def test_local_kfp_run_with_two_shards_matches_dvc_and_lema_run(clone_run, tmp_path):
+@pytest.mark.parametrize("runner", ["subprocess", "docker"])
+def test_local_kfp_run_with_two_shards_matches_dvc_and_lema_run(clone_run, tmp_path, runner, request):
+    """SubprocessRunner (this venv) and DockerRunner (every task in lema-cpu, non-root, read-only root filesystem,
+    the image's data): the same artifacts and metrics as `dvc repro` / `lema run`."""
     from lema.orchestration.kfp_cli import run_local
 
+    if runner == "docker":
+        request.getfixturevalue("cpu_image")
     repo, cfg, snapshot = clone_run
     root = tmp_path / "kfp"
-    run_local(repo / "configs" / "tiny.yaml", root, num_shards=2, data_dir=str(repo / "data"))
+    run_local(repo / "configs" / "tiny.yaml", root, num_shards=2, data_dir=str(repo / "data"), runner=runner)
 
     def output(task: str, name: str) -> Path:
         found = [f for f in root.rglob(name) if any(part.startswith(task) for part in f.relative_to(root).parts)]

@@ -148,7 +148,7 @@ def cmd_pipeline(args) -> int:
         if not args.local:
             raise SystemExit("lema pipeline run needs --local (use `submit --host URL` for a cluster)")
         kfp_cli.run_local(config, args.pipeline_root, num_shards=args.shards, data_dir=args.data_dir,
-                          cache_root=args.cache_root)
+                          cache_root=args.cache_root, runner=args.runner)
         print(f"local pipeline run finished; artifacts under {args.pipeline_root}")
     else:
         if not args.host:
@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--out", default="pipelines/lema_pipeline.yaml")
     k.add_argument("--shards", type=int, default=2)
     k.add_argument("--gpu", action="store_true", help="request one NVIDIA GPU for collect/train/evaluate")
-    k.add_argument("--local", action="store_true", help="run with kfp.local.SubprocessRunner")
+    k.add_argument("--local", action="store_true", help="run here with kfp.local (see --runner)")
+    k.add_argument("--runner", choices=["subprocess", "docker"], default="subprocess",
+                   help="--local: SubprocessRunner (this venv) or DockerRunner (every task in the lema-cpu image)")
     k.add_argument("--pipeline-root", default="runs/kfp-local")
     k.add_argument("--data-dir", default="data")
     k.add_argument("--cache-root", default=None, help="persistent corrector cache (volume path or artifact-store "

@@ -15,19 +15,14 @@ bodies that do not depend on the round are reused as they are (they see one roun
 
 
 import json
-import os
 from typing import List  # noqa: UP035 - KFP reads these annotations
 
 from kfp import dsl, kubernetes
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
+from lema.orchestration.images import CPU_IMAGE, CUDA_IMAGE, DOCKERFILES  # noqa: F401 - image tags: one place
 from lema.stages import BY_NAME
 
-REGISTRY = os.environ.get("LEMA_IMAGE_REGISTRY", "ghcr.io/lema-mlops")
-VERSION = "0.1.0"
-CPU_IMAGE = f"{REGISTRY}/lema-cpu:{VERSION}"
-CUDA_IMAGE = f"{REGISTRY}/lema-cuda:{VERSION}"
-DOCKERFILES = {CPU_IMAGE: "images/Dockerfile.cpu", CUDA_IMAGE: "images/Dockerfile.cuda"}
 SECRET = "lema-corrector"   # kubectl create secret generic lema-corrector --from-literal=api_key=...
 MLFLOW_CONFIG = "lema-pipeline"  # config map (infra/base): every task gets MLFLOW_TRACKING_URI and OPENAI_BASE_URL
 

@@ -34,24 +34,31 @@ def compile_pipeline(config_path: str | Path, out: str | Path, num_shards: int =
 
 
 def run_local(config_path: str | Path, pipeline_root: str | Path, num_shards: int = 2, data_dir: str | None = None,
-              cache_root: str | Path | None = None):
-    """Run the whole pipeline here with kfp.local's SubprocessRunner; tasks inherit this environment
-    (MLFLOW_TRACKING_URI, OPENAI_API_KEY).  The corrector cache defaults to <pipeline_root>/cache."""
+              cache_root: str | Path | None = None, runner: str = "subprocess"):
+    """Run the whole pipeline here with kfp.local: `subprocess` (tasks inherit this environment:
+    MLFLOW_TRACKING_URI, OPENAI_API_KEY) or `docker` (every task in the image the pipeline names, see
+    lema.orchestration.containers; the data dir is the image's).  The corrector cache defaults to
+    <pipeline_root>/cache."""
     from kfp import local
 
-    from lema.orchestration.kfp import build_pipeline
+    from lema.orchestration import containers
+    from lema.orchestration.kfp import CPU_IMAGE, build_pipeline
 
-    text = resolved_config_text(config_path, data_dir)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               raise_on_error=True)
-    cache = Path(cache_root or Path(pipeline_root) / "cache").resolve()
+    root = Path(pipeline_root).resolve()
+    text = resolved_config_text(config_path, containers.IMAGE_DATA_DIR if runner == "docker" else data_dir)
+    cache = Path(cache_root or root / "cache").resolve()
     pipeline = build_pipeline(text, num_shards=num_shards, cache_root=str(cache))
     # Tasks get the tracking URI from the environment (a cluster: the lema-pipeline config map); without one, a
     # registry under the pipeline root that outlives the tasks, so the report can log to the registered run.
-    default_uri = f"sqlite:///{Path(pipeline_root).resolve() / 'mlflow.db'}"
     had = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = had or default_uri
+    os.environ["MLFLOW_TRACKING_URI"] = had or f"sqlite:///{root / 'mlflow.db'}"
     try:
+        if runner == "docker":
+            containers.require_image(CPU_IMAGE)
+            cache.mkdir(parents=True, exist_ok=True)
+            local.init(runner=containers.docker_runner(root), pipeline_root=str(root), raise_on_error=True)
+        else:
+            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
         return pipeline()
     finally:
         if had is None:

@@ -1,0 +1,63 @@
+"""The images as built here: non-root, read-only-capable, health-checked, no index settings in any layer; tags from
+lema.orchestration.images and the compiled pipeline agree; the CUDA image builds when asked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from .conftest import ROOT, docker_or_skip
+
+
+def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True)
+    assert not check or out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_compiled_pipeline_names_the_tags_images_py_derives():
+    from lema.orchestration import images
+
+    spec = next(yaml.safe_load_all((ROOT / "pipelines" / "lema_pipeline.yaml").read_text()))
+    used = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert used == {images.CPU_IMAGE}
+    lock_hash = images.digest(["requirements.lock"])[:10]
+    assert images.CPU_IMAGE.split(":")[-1].split("-")[1] == lock_hash  # the lock is part of the tag
+    script = subprocess.run(["python3", str(ROOT / "src/lema/orchestration/images.py"), "lema-cpu"],
+                            capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert script.stdout.strip() == images.CPU_IMAGE  # what `make images` tags = what components name
+
+
+def test_cpu_image_runs_non_root_read_only_with_a_healthcheck_and_no_index_settings(cpu_image, tmp_path):
+    info = json.loads(_docker("image", "inspect", cpu_image).stdout)[0]["Config"]
+    assert info["User"] == "1000" and info["Healthcheck"]["Test"][0] == "CMD"
+    assert info["Entrypoint"] == ["/usr/bin/tini", "--"]  # KFP's `sh -c ...` command runs as given
+    history = _docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", cpu_image).stdout
+    for secret_part in ("PIP_INDEX_URL=", "UV_ARGS=", "/etc/ssl/certs/ca-certificates.crt", "/opt/wheels"):
+        assert secret_part not in history
+    out = _docker("run", "--rm", "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/home/lema:mode=1777", cpu_image,
+                  "sh", "-c", "id -u; test ! -w /opt/lema/data && echo data-ro; ls /opt/venv/lib/python3.11/"
+                  "site-packages | grep -c -E '^(pip|uv)-' ; cat /etc/pip.conf 2>/dev/null | wc -l;"
+                  "python -c 'import lema, kfp; print(kfp.__version__)'").stdout.split()
+    assert out[:2] == ["1000", "data-ro"] and out[2] == "1" and out[3] == "0"  # pip only (KFP calls it), no config
+    assert out[4] == subprocess.run(["python", "-c", "import kfp; print(kfp.__version__)"],
+                                    capture_output=True, text=True).stdout.strip()  # kfp = the compiler's
+
+
+@pytest.mark.skipif(not os.environ.get("LEMA_TEST_CUDA_IMAGE"), reason="builds the multi-GB CUDA image: set "
+                    "LEMA_TEST_CUDA_IMAGE=1 (and CUDA_BASE, an image with python3.12)")
+def test_cuda_image_builds_imports_and_passes_uv_pip_check():
+    from lema.orchestration.images import CUDA_IMAGE
+
+    docker_or_skip()
+    out = subprocess.run(["make", "-C", str(ROOT), "image-cuda"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Checked" in out.stdout + out.stderr  # `uv pip check` ran in the build (it fails the build otherwise)
+    check = _docker("run", "--rm", CUDA_IMAGE, "python", "-c",
+                    "import lema, torch, vllm, trl, peft, bitsandbytes, mlflow; print(torch.__version__)")
+    torch = next(x for x in (ROOT / "requirements-cuda.lock").read_text().split() if x.startswith("torch=="))
+    assert check.stdout.strip() == torch.split("==")[1]
