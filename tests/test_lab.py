@@ -134,6 +134,23 @@ def test_controlled_corrector_names_a_wrong_step_for_the_stated_fraction(pools, 
         assert is_correct(text, str(named[i].problem.answer), "lab")  # the continuation is still right
 
 
+def test_step_checker_is_scored_against_the_programs_first_wrong_step(pools):
+    """The production checker (lema.grading.step_check, from the step-check work) through the lab's adapter:
+    on planted arithmetic slips it must name the planted step; right paths are not wrong paths."""
+    from lema.lab import stepcheck
+
+    pytest.importorskip(stepcheck.CHECKER_MODULE)
+    rng = random.Random(4)
+    probs = pools["collect"][:60]
+    paths = [task.plant(p, "arithmetic slip", rng.randint(1, len(p.steps)), rng) for p in probs[:40]]
+    paths += [p.cot() for p in probs[40:]]
+    records = stepcheck.path_records(probs, paths)
+    assert sum(r["true_step"] is None for r in records) == 20
+    sc = stepcheck.score_checker(records, {p.question: p for p in probs})
+    assert sc["available"] and sc["wrong_paths"] == 40 and sc["right_paths"] == 20
+    assert sc["recall_by_kind"]["arithmetic slip"] >= 0.9 and sc["false_alarms"] == 0 and sc["precision"] >= 0.9
+
+
 def test_seed_statistics_agree_with_scipy():
     from scipy import stats as st
 
@@ -189,7 +206,8 @@ def test_quick_lab_protocol_end_to_end(tmp_path):
     assert {(r["round"], r["arm"]) for r in res["rounds"]} == {(k, c) for k in (0, 1, 2)
                                                               for c in ("lema", "self_train", "cot_extra")}
     assert set(res["protocol"]) == {"base_under_30", "cot_lifts_20", "every_arm_above_base", "every_mde_at_most_2"}
-    assert "lema - lema_wrong_step_50" in res["comparisons"] and "seeds_for_mde_2pt" in res["comparisons"]["lema - cot"]
+    assert "lema - lema_wrong_step_50" in res["comparisons"]
+    assert "seeds_for_mde_2pt" in res["comparisons"]["lema - cot"]
     report = (out / "report.md").read_text()
     assert "| lift over base (points) |" in report and "| MDE (80% power) |" in report and "| verdict |" in report
     assert "## Design checks" in report and "process CPU" in report

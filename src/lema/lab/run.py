@@ -248,16 +248,33 @@ def write_results(cfg: LabConfig, summaries: list[dict], meta: dict, log=print) 
     return report
 
 
-def report_from_run_dir(cfg: LabConfig, log=print) -> Path:
-    """Rewrite the report from a finished run's seed files (e.g. a run copied back from a GPU machine)."""
+def report_from_run_dir(cfg: LabConfig, command: str = "", log=print) -> Path:
+    """Rewrite the report from a run's seed files (e.g. a run copied back from a GPU machine).  A run that
+    was stopped before its end (no meta.json) is reported from the seeds it finished, and says so."""
     run_dir = Path(cfg.run_dir)
     meta_path = run_dir / "meta.json"
     if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path}: no finished lab run here (run the lab first)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        done = [s for s in cfg.seeds if (run_dir / f"seed{s}.json").exists()]
+        if not done:
+            raise FileNotFoundError(f"{meta_path}: no lab run here (run the lab first)")
+        meta = interrupted_meta(cfg, run_dir, done, command)
+        log(f"lab: {run_dir} was stopped after seeds {done} of {cfg.seeds}; reporting those")
+    else:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     summaries = [json.loads((run_dir / f"seed{s}.json").read_text(encoding="utf-8")) for s in meta["seeds"]]
     run_cfg = LabConfig(**{**meta["config"], "report_dir": cfg.report_dir, "tracking_uri": cfg.tracking_uri})
     return write_results(run_cfg, summaries, meta, log)
+
+
+def interrupted_meta(cfg: LabConfig, run_dir: Path, done: list[int], command: str) -> dict:
+    """What a stopped run measured: the base's pretraining plus each finished seed, wall and CPU."""
+    seeds = [json.loads((run_dir / f"seed{s}.json").read_text(encoding="utf-8")) for s in done]
+    pre = seeds[0]["base"]["train"]
+    wall = pre.get("seconds", 0.0) + sum(s["seconds"] for s in seeds)
+    cpu = pre.get("cpu_seconds", 0.0) + sum(sum(s.get("cpu_seconds", {}).values()) for s in seeds)
+    return {"command": f"{command} (stopped after {len(done)} of {len(cfg.seeds)} seeds; report from --report-only)",
+            "machine": machine(seeds[0]["device"]), "minutes": round(wall / 60, 2), "cpu_minutes": round(cpu / 60, 2),
+            "workers": 1, "load": "not recorded (stopped run)", "seeds": done, "config": cfg.model_dump(mode="json")}
 
 
 def cpu_seconds() -> float:
@@ -314,7 +331,7 @@ def main_from_args(args, prog: str) -> int:
                           run_dir=args.run_dir)
     log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
     if getattr(args, "report_only", False):
-        report_from_run_dir(cfg, log)
+        report_from_run_dir(cfg, command_line(args, prog).replace(" --report-only", ""), log)
     else:
         run_lab(cfg, command_line(args, prog), log=log)
     return 0
