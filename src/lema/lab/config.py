@@ -64,7 +64,8 @@ class LabConfig(_Strict):
     bootstrap_iters: int = 2000
     device: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int = 0                   # parallel seed processes; 0 = one per seed on cuda (max 8), 1 on cpu
-    threads: int = 0                   # torch CPU threads per process; 0 = torch's default
+    threads: int = 1                   # torch CPU threads per process (0 = torch default; 2 threads on a loaded
+                                       # 2-core machine burned about 4x the CPU time of 1 on these tiny matrices)
     experiment: str = "lema-lab"
     tracking_uri: str | None = None    # MLflow, only when importable; default sqlite in run_dir
 

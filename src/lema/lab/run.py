@@ -205,7 +205,7 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     workers = min(len(cfg.seeds), cfg.workers or (8 if device == "cuda" else 1))
-    if workers > 1 and not cfg.threads:  # one share of the cores per process
+    if workers > 1 and cfg.threads == 0:  # one share of the cores per process
         cfg = cfg.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // workers)})
     t0, load0 = time.time(), os.getloadavg()
     log(f"lab: seeds {cfg.seeds} on {device}, {workers} process(es); load average {load0[0]:.1f}")
