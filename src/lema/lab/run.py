@@ -1,8 +1,8 @@
 """Running the lab: one process per seed (in parallel on a GPU), then statistics and the report.
 
-Per seed: fresh weights -> base model pretrained on a related distribution (arithmetic facts, one-step
-problems, other templates) -> the CoT arm (the base fine-tuned on the CoT set) is the generator: its paths
-sampled at temperature 1 on the training questions -> wrong ones corrected from the program (and by
+Once per run: the base model pretrained on a related distribution (arithmetic facts, one-step problems,
+other templates).  Per seed, from that base: the CoT arm (the base fine-tuned on the CoT set) is the
+generator: its paths sampled at temperature 1 on the training questions -> wrong ones corrected from the program (and by
 correctors that name a wrong step at controlled rates) -> every arm fine-tuned from the base with the same
 settings -> greedy accuracy on the same test questions -> the step checker scored -> LeMa in rounds.
 """
