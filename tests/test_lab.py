@@ -179,6 +179,7 @@ def test_seed_statistics_agree_with_scipy():
         stats.paired_seeds([0.1], [0.1, 0.2])
 
 
+@pytest.mark.slow
 def test_quick_lab_protocol_end_to_end(tmp_path):
     """Seconds-scale run of the whole protocol: generator = the CoT-fine-tuned base sampled at temperature 1 on
     the training questions, token-matched arms, controlled correctors, rounds, report with lift and MDE."""
@@ -191,7 +192,10 @@ def test_quick_lab_protocol_end_to_end(tmp_path):
     seed = json.loads((run / "seed1.json").read_text())
     gen = seed["generator"]
     assert gen == {"model": "cot", "temperature": 1.0, "questions": "train", "samples": 1}
-    train_qs = {p.question for p in task.make_pools(0, {"test": 40, "pretrain": 0, "train": 40}, max_steps=3)["train"]}
+    from lema.lab.config import load_lab_config
+    from lema.lab.run import build_pools
+
+    train_qs = {p.question for p in build_pools(load_lab_config(quick=True, rounds=2))["train"]}
     assert {r["question"] for r in seed["generator_paths"]} == train_qs
     assert seed["funnel"]["sampled"] == len(train_qs)
     assert seed["funnel"]["wrong"] == sum(r["true_step"] is not None for r in seed["generator_paths"])
