@@ -107,6 +107,50 @@ def test_token_matched_arm_is_within_two_percent_with_the_real_tokenizer(pools, 
         arms.match_tokens(arms.cot_examples(pools["extra"][:5]), target, tok, 0.02, seed=0)
 
 
+def test_base_is_pretrained_on_a_related_but_different_distribution(pools, tok):
+    from lema.lab.pretrain import KINDS, pretrain_examples
+
+    task_qs = {p.question for pool in pools.values() for p in pool}
+    pre = pretrain_examples(1, 400, task_qs, max_number=9, max_value=99, distractors=0.3)
+    assert not {e.prompt for e in pre} & {task.cot_prompt(q) for q in task_qs}
+    assert {e.kind for e in pre} == {f"pretrain/{k}" for k in KINDS}
+    # never a multi-step problem: one reasoning step and the read-out; the task always has at least two
+    assert all(len(split_steps(e.completion)) == 2 for e in pre)
+    assert min(len(p.steps) for p in pools["test"]) >= 2
+    for e in pre:  # the task's vocabulary: every word is in the closed tokenizer
+        tok.encode(e.prompt + e.completion)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.25, 0.5])
+def test_controlled_corrector_names_a_wrong_step_for_the_stated_fraction(pools, rate):
+    wrongs = _wrongs(pools, n=100)
+    named, flipped = arms.misname_steps(wrongs, rate, seed=5)
+    assert len(flipped) == round(rate * len(wrongs)) == sum(a.mistake.step != b.mistake.step
+                                                            for a, b in zip(wrongs, named))
+    for i in flipped:
+        assert 1 <= named[i].mistake.step <= len(wrongs[i].problem.steps) + 1
+        text = task.correction_text(named[i].problem, named[i].mistake, "templated")
+        assert text.startswith(f"Incorrect step: {named[i].mistake.step}.")
+        assert is_correct(text, str(named[i].problem.answer), "lab")  # the continuation is still right
+
+
+def test_step_checker_is_scored_against_the_programs_first_wrong_step(pools):
+    """The production checker (lema.grading.step_check, from the step-check work) through the lab's adapter:
+    on planted arithmetic slips it must name the planted step; right paths are not wrong paths."""
+    from lema.lab import stepcheck
+
+    pytest.importorskip(stepcheck.CHECKER_MODULE)
+    rng = random.Random(4)
+    probs = pools["collect"][:60]
+    paths = [task.plant(p, "arithmetic slip", rng.randint(1, len(p.steps)), rng) for p in probs[:40]]
+    paths += [p.cot() for p in probs[40:]]
+    records = stepcheck.path_records(probs, paths)
+    assert sum(r["true_step"] is None for r in records) == 20
+    sc = stepcheck.score_checker(records, {p.question: p for p in probs})
+    assert sc["available"] and sc["wrong_paths"] == 40 and sc["right_paths"] == 20
+    assert sc["recall_by_kind"]["arithmetic slip"] >= 0.9 and sc["false_alarms"] == 0 and sc["precision"] >= 0.9
+
+
 def test_seed_statistics_agree_with_scipy():
     from scipy import stats as st
 
@@ -136,23 +180,42 @@ def test_seed_statistics_agree_with_scipy():
 
 
 @pytest.mark.slow
-def test_quick_lab_with_two_rounds_end_to_end(tmp_path, capsys):
+def test_quick_lab_protocol_end_to_end(tmp_path):
+    """Seconds-scale run of the whole protocol: generator = the CoT-fine-tuned base sampled at temperature 1 on
+    the training questions, token-matched arms, controlled correctors, rounds, report with lift and MDE."""
     from lema.cli import main
 
     out, run = tmp_path / "report", tmp_path / "run"
-    rc = main(["lab", "--quick", "--seeds", "2", "--workers", "2", "--rounds", "2", "--out", str(out),
-               "--run-dir", str(run)])
+    rc = main(["lab", "--quick", "--seeds", "2", "--rounds", "2", "--out", str(out), "--run-dir", str(run)])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
+    seed = json.loads((run / "seed1.json").read_text())
+    gen = seed["generator"]
+    assert gen == {"model": "cot", "temperature": 1.0, "questions": "train", "samples": 1}
+    from lema.lab.config import load_lab_config
+    from lema.lab.run import build_pools
+
+    train_qs = {p.question for p in build_pools(load_lab_config(quick=True, rounds=2))["train"]}
+    assert {r["question"] for r in seed["generator_paths"]} == train_qs
+    assert seed["funnel"]["sampled"] == len(train_qs)
+    assert seed["funnel"]["wrong"] == sum(r["true_step"] is not None for r in seed["generator_paths"])
     assert res["seeds"] == [1, 2] and len(res["base_accuracy"]) == 2
-    for arm in arms.ARMS:
+    assert res["base_accuracy"][0] == res["base_accuracy"][1]  # one base model, as in the paper
+    for arm in [*arms.ARMS, "lema_wrong_step_25", "lema_wrong_step_50"]:
         r = res["arms"][arm]
         assert len(r["per_seed"]) == 2 and r["ci95"][0] <= r["mean"] <= r["ci95"][1]
+        assert res["lift_over_base"][arm]["per_seed"] == pytest.approx(
+            [a - b for a, b in zip(r["per_seed"], res["base_accuracy"])])
     assert abs(res["token_ratio"]["cot_extra_tokens"]["mean"] - 1) <= 0.02
     assert {(r["round"], r["arm"]) for r in res["rounds"]} == {(k, c) for k in (0, 1, 2)
                                                               for c in ("lema", "self_train", "cot_extra")}
-    assert "lema - cot" in res["comparisons"] and "MDE" in (out / "report.md").read_text()
-    assert res["command"].startswith("lema lab --quick") and res["minutes"] > 0
+    assert set(res["protocol"]) == {"base_under_30", "cot_lifts_20", "every_arm_above_base", "every_mde_at_most_2"}
+    assert "lema - lema_wrong_step_50" in res["comparisons"]
+    assert "seeds_for_mde_2pt" in res["comparisons"]["lema - cot"]
+    report = (out / "report.md").read_text()
+    assert "| lift over base (points) |" in report and "| MDE (80% power) |" in report and "| verdict |" in report
+    assert "## Design checks" in report and "process CPU" in report
+    assert res["command"].startswith("lema lab --quick") and res["minutes"] > 0 and res["cpu_minutes"] > 0
     for png in ("accuracy_per_arm.png", "rounds.png"):
         assert (out / png).stat().st_size > 1000
     # the report can be rewritten from the run's seed files (a run copied back from a GPU machine)
@@ -163,8 +226,8 @@ def test_quick_lab_with_two_rounds_end_to_end(tmp_path, capsys):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("lema-lab").experiment_id])
-    assert sorted({r.data.params["arm"] for r in runs}) == sorted(["base", *arms.ARMS, "rounds/lema",
-                                                                   "rounds/self_train", "rounds/cot_extra"])
+    assert {r.data.params["arm"] for r in runs} >= {"base", *arms.ARMS, "rounds/lema", "rounds/self_train",
+                                                   "rounds/cot_extra"}
 
 
 def test_configs_lab_yaml_is_the_default_and_bad_settings_name_the_file(tmp_path):

@@ -15,12 +15,23 @@ from lema.lab.engine import Example, completion_tokens
 from lema.lab.tokenizer import WordTokenizer
 
 ARMS = ("cot", "lema", "cot_extra_tokens", "cot_extra_examples", "lema_no_expl", "lema_informative")
-TITLES = {"base": "base model (generator, before fine-tuning)", "cot": "CoT only",
+TITLES = {"base": "base model (pretrained on a related distribution)", "cot": "CoT only (the generator)",
           "lema": "LeMa: CoT + corrections", "cot_extra_tokens": "CoT + extra CoT, matched in tokens",
           "cot_extra_examples": "CoT + extra CoT, matched in examples",
           "lema_no_expl": "LeMa without explanations", "lema_informative": "LeMa, informative explanations",
           "self_train": "self-training on own right answers", "cot_extra": "CoT + extra CoT (matched tokens)"}
 STYLE = {"lema": "templated", "lema_no_expl": "none", "lema_informative": "informative"}
+
+
+def wrong_step_arm(rate: float) -> str:
+    """The arm whose corrector names a wrong step for `rate` of the mistakes, e.g. lema_wrong_step_25."""
+    return f"lema_wrong_step_{round(100 * rate)}"
+
+
+def title(arm: str) -> str:
+    if arm.startswith("lema_wrong_step_"):
+        return f"LeMa, corrector names a wrong step in {arm.rsplit('_', 1)[1]}%"
+    return TITLES.get(arm, arm)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,23 @@ class Wrong:
     problem: task.LabProblem
     path: str
     mistake: task.Mistake
+
+
+def misname_steps(wrongs: list[Wrong], rate: float, seed: int) -> tuple[list[Wrong], list[int]]:
+    """A corrector of controlled quality: for exactly round(rate * n) of the mistakes (a random subset) it
+    names another step than the true first wrong one (uniform over the path's other steps, the read-out
+    included); the corrected continuation then starts at the step it named.  Returns the corrections'
+    mistakes and the indices it misnamed."""
+    if not 0 <= rate <= 1:
+        raise ValueError(f"wrong-step rate must be in [0, 1], got {rate}")
+    rng = random.Random(seed)
+    flip = sorted(rng.sample(range(len(wrongs)), round(rate * len(wrongs))))
+    out = list(wrongs)
+    for i in flip:
+        w = wrongs[i]
+        other = rng.choice([k for k in range(1, len(w.problem.steps) + 2) if k != w.mistake.step])
+        out[i] = Wrong(w.problem, w.path, task.Mistake(other, w.mistake.kind, w.mistake.written))
+    return out, flip
 
 
 def cot_examples(problems: list[task.LabProblem]) -> list[Example]:
@@ -89,10 +117,14 @@ def match_tokens(candidates: list[Example], target: int, tok: WordTokenizer, tol
 
 
 def arm_sets(train: list[task.LabProblem], wrongs: list[Wrong], extra: list[task.LabProblem], tok: WordTokenizer,
-             tolerance: float, seed: int) -> tuple[dict[str, list[Example]], dict[str, dict]]:
-    """Training sets of the six arms and their sizes; asserts the token match."""
+             tolerance: float, seed: int, wrong_step_rates: tuple[float, ...] = ()
+             ) -> tuple[dict[str, list[Example]], dict[str, dict]]:
+    """Training sets of the six arms (and one per corrector wrong-step rate) and their sizes; asserts the
+    token match."""
     cot = cot_examples(train)
     fixes = {arm: correction_examples(wrongs, style) for arm, style in STYLE.items()}
+    for rate in wrong_step_rates:
+        fixes[wrong_step_arm(rate)] = correction_examples(misname_steps(wrongs, rate, seed)[0], STYLE["lema"])
     target = completion_tokens(fixes["lema"], tok)
     extra_cot = cot_examples(extra)
     by_tokens = match_tokens(extra_cot, target, tok, tolerance, seed)
@@ -102,6 +134,9 @@ def arm_sets(train: list[task.LabProblem], wrongs: list[Wrong], extra: list[task
             "lema_informative": cot + fixes["lema_informative"]}
     added = {"cot": [], "lema": fixes["lema"], "cot_extra_tokens": by_tokens, "cot_extra_examples": by_examples,
              "lema_no_expl": fixes["lema_no_expl"], "lema_informative": fixes["lema_informative"]}
+    for rate in wrong_step_rates:
+        arm = wrong_step_arm(rate)
+        sets[arm], added[arm] = cot + fixes[arm], fixes[arm]
     sizes = {}
     for arm, ex in sets.items():
         n_added = completion_tokens(added[arm], tok)

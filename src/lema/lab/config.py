@@ -1,5 +1,6 @@
-"""The lab's settings (also `Config.lab`).  Defaults are the competent regime: a 4-layer, width-192 Llama
-on word tokens with single-digit numbers, pretrained on 20k 2-4-step problems for 2 epochs."""
+"""The lab's settings (also `Config.lab`).  Defaults are the paper's protocol at a 2-core CPU's size: a
+2-layer, width-64 Llama on word tokens, pretrained on 6k related problems (never the task), fine-tuned on
+300 CoT questions of the 2-3-step task with numbers up to 30."""
 
 from __future__ import annotations
 
@@ -19,16 +20,16 @@ class _Strict(BaseModel):
 
 
 class LabModel(_Strict):
-    hidden_size: int = 192
-    num_layers: int = 4
-    num_heads: int = 3
-    intermediate_size: int = 768
-    max_length: int = 320
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 256
+    max_length: int = 192
 
 
 class LabTrain(_Strict):
-    epochs: float = 2.0
-    learning_rate: float = 1e-3
+    epochs: float = 3.0
+    learning_rate: float = 3e-3
     batch_size: int = 32
     warmup_ratio: float = 0.05
 
@@ -40,29 +41,31 @@ class LabConfig(_Strict):
     report_dir: str = "docs/lab"
     seeds: list[int] = [1, 2, 3]
     data_seed: int = 0                 # the same questions for every seed and arm
-    n_pretrain: int = 20000            # CoT problems the base model (the generator) learns from
-    n_train: int = 600                 # CoT questions every arm fine-tunes on
-    n_collect: int = 600               # fresh questions per round; the generator's wrong paths on them get corrected
-    n_extra: int = 5000                # CoT candidates for the matched extra-CoT arms
+    n_pretrain: int = 6000             # related problems the base learns from (facts, one-step, other templates)
+    n_train: int = 300                 # CoT questions every arm fine-tunes on; the generator samples on them
+    n_collect: int = 300               # fresh questions per round from round 2 on
+    n_extra: int = 1500                # CoT candidates for the matched extra-CoT arms
     n_test: int = 500
     min_steps: int = 2
-    max_steps: int = 4
-    max_number: int = 9
-    max_value: int = 99
+    max_steps: int = 3
+    max_number: int = 5
+    max_value: int = 30
     distractors: float = 0.3
     model: LabModel = LabModel()
     pretrain: LabTrain = LabTrain()
-    finetune: LabTrain = LabTrain(epochs=2.0, learning_rate=5e-4)
+    finetune: LabTrain = LabTrain(epochs=4.0, learning_rate=1e-3)
     temperature: float = 1.0           # sampling the generator's own paths
     samples: int = 2                   # paths per fresh question: <= 1 wrong one corrected, distinct right ones kept
-    max_new_tokens: int = 100
+    max_new_tokens: int = 60
     token_tolerance: float = 0.02      # matched arms: |tokens / LeMa's correction tokens - 1| <= this
     arms: list[ArmName] = list(ARMS)
-    rounds: int = 3                    # LeMa in rounds (round 1 reuses the arms' data)
+    wrong_step_rates: list[float] = [0.25, 0.5]   # correctors naming a wrong step this often (one arm each)
+    rounds: int = 2                    # LeMa in rounds (round 1 reuses the arms' data)
     bootstrap_iters: int = 2000
     device: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int = 0                   # parallel seed processes; 0 = one per seed on cuda (max 8), 1 on cpu
-    threads: int = 0                   # torch CPU threads per process; 0 = torch's default
+    threads: int = 1                   # torch CPU threads per process (0 = torch default; 2 threads on a loaded
+                                       # 2-core machine burned about 4x the CPU time of 1 on these tiny matrices)
     experiment: str = "lema-lab"
     tracking_uri: str | None = None    # MLflow, only when importable; default sqlite in run_dir
 
@@ -71,12 +74,12 @@ class LabConfig(_Strict):
                     distractors=self.distractors, max_value=self.max_value)
 
 
-QUICK = {"seeds": [1], "n_pretrain": 600, "n_train": 60, "n_collect": 60, "n_extra": 300, "n_test": 40,
+QUICK = {"seeds": [1], "n_pretrain": 300, "n_train": 40, "n_collect": 40, "n_extra": 300, "n_test": 40,
          "max_steps": 3, "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
                                    "max_length": 256},
          "pretrain": {"epochs": 1.0, "learning_rate": 3e-3, "batch_size": 32},
          "finetune": {"epochs": 1.0, "learning_rate": 1e-3, "batch_size": 32},
-         "max_new_tokens": 60, "samples": 1, "rounds": 2, "bootstrap_iters": 200, "run_dir": "runs/lab-quick",
+         "max_new_tokens": 50, "samples": 1, "rounds": 2, "bootstrap_iters": 200, "run_dir": "runs/lab-quick",
          "report_dir": "runs/lab-quick/report"}
 
 

@@ -27,7 +27,7 @@ def run_rounds(ctx, round1: dict) -> dict[str, list[dict]]:
     out["self_train"].append(_row(1, st_res, selfs, target, tok))
     out["cot_extra"].append(_row(1, round1["extra_result"], extra_used, target, tok))
     for r in range(2, cfg.rounds + 1):
-        fresh = ctx.pools["collect"][(r - 1) * cfg.n_collect: r * cfg.n_collect]
+        fresh = ctx.pools["collect"][(r - 2) * cfg.n_collect: (r - 1) * cfg.n_collect]
         wrongs, _, paths = ctx.collect(states["lema"], fresh, ctx.seed * 100 + r)
         new = A.correction_examples(wrongs, A.STYLE["lema"])
         corrections += new

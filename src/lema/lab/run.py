@@ -1,8 +1,10 @@
 """Running the lab: one process per seed (in parallel on a GPU), then statistics and the report.
 
-Per seed: fresh weights -> base model pretrained on CoT (the generator) -> its sampled paths on
-collect questions -> wrong ones corrected from the program -> six arms fine-tuned from the base
-with the same settings -> greedy accuracy on the same test questions -> LeMa in rounds.
+Once per run: the base model pretrained on a related distribution (arithmetic facts, one-step problems,
+other templates).  Per seed, from that base: the CoT arm (the base fine-tuned on the CoT set) is the
+generator: its paths sampled at temperature 1 on the training questions -> wrong ones corrected from the program (and by
+correctors that name a wrong step at controlled rates) -> every arm fine-tuned from the base with the same
+settings -> greedy accuracy on the same test questions -> the step checker scored -> LeMa in rounds.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def resolve_device(device: str) -> str:
 
 def build_pools(cfg: LabConfig) -> dict[str, list[task.LabProblem]]:
     sizes = {"test": cfg.n_test, "pretrain": cfg.n_pretrain, "train": cfg.n_train,
-             "collect": cfg.n_collect * max(1, cfg.rounds), "extra": cfg.n_extra}
+             "collect": cfg.n_collect * max(0, cfg.rounds - 1), "extra": cfg.n_extra}
     return task.make_pools(cfg.data_seed, sizes, **cfg.knobs())
 
 
@@ -108,38 +110,67 @@ class SeedContext:
         return res, state
 
 
-def run_seed(cfg: LabConfig, seed: int, device: str, log=print) -> dict:
-    """The whole protocol for one seed; returns a JSON-able summary (outcomes per test question included)."""
+def pretrain_base(cfg: LabConfig, device: str, log=print) -> dict:
+    """The base model, once per run (as the paper has one base model): pretrained on the related
+    distribution from weights drawn with `data_seed`.  Returns its state and training summary."""
     import torch
+
+    from lema.lab.pretrain import pretrain_examples
+    from lema.lab.tokenizer import build_tokenizer
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    tok = build_tokenizer()
+    spec = ModelSpec(**cfg.model.model_dump())
+    task_questions = {p.question for pool in build_pools(cfg).values() for p in pool}
+    pre = pretrain_examples(cfg.data_seed + 1, cfg.n_pretrain, task_questions, **cfg.knobs())
+    log(f"base: pretraining on {len(pre)} related problems ({device})")
+    t0, c0 = time.time(), time.process_time()
+    base = new_model(spec, tok, cfg.data_seed)
+    rep = train(base, pre, tok, TrainSpec(**cfg.pretrain.model_dump()), cfg.data_seed, device, spec.max_length)
+    rep.update(kinds=dict(Counter(e.kind for e in pre)), seconds=round(time.time() - t0, 2),
+               cpu_seconds=round(time.process_time() - c0, 2))
+    log(f"base: pretrained, final loss {rep['final_loss']:.3f} ({rep['seconds']:.0f}s)")
+    return {"state": {k: v.detach().cpu().clone() for k, v in base.state_dict().items()}, "train": rep}
+
+
+def run_seed(cfg: LabConfig, seed: int, device: str, base: dict, log=print) -> dict:
+    """The whole protocol for one seed from the shared base; returns a JSON-able summary (outcomes per test
+    question included)."""
+    import torch
+
+    from lema.lab.stepcheck import path_records
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t_start = time.time()
     ctx = SeedContext(cfg, seed, device, log)
     tok = ctx.tok
-    base = new_model(ctx.spec, tok, seed)
-    pre = A.cot_examples(ctx.pools["pretrain"])
-    log(f"seed {seed}: pretraining the base model on {len(pre)} CoT problems ({device})")
-    rep = ctx.timed("pretrain", train, base, pre, tok, TrainSpec(**cfg.pretrain.model_dump()), seed, device,
-                    ctx.spec.max_length)
-    ctx.base_state = {k: v.detach().cpu().clone() for k, v in base.state_dict().items()}
-    ctx.base_result = ctx.timed("eval_base", ctx.evaluate, base)
-    ctx.base_result["train"] = rep
+    ctx.base_state = base["state"]
+    ctx.base_result = ctx.timed("eval_base", ctx.evaluate, ctx.from_base())
+    ctx.base_result["train"] = base["train"]
     log(f"seed {seed}: base accuracy {ctx.base_result['accuracy']:.3f}")
 
-    fresh = ctx.pools["collect"][: cfg.n_collect]
-    wrongs, rights, paths = ctx.collect(ctx.base_state, fresh, seed * 100 + 1)
-    log(f"seed {seed}: generator: {len(wrongs)} wrong, {len(rights)} right of {len(paths)} sampled paths")
-    sets, sizes = A.arm_sets(ctx.pools["train"], wrongs, ctx.pools["extra"], tok, cfg.token_tolerance, seed)
     results: dict[str, dict] = {}
     states: dict[str, dict] = {}
-    for arm in cfg.arms:
+    # The generator is the base fine-tuned on the CoT set (the "cot" arm), sampled on the training questions.
+    results["cot"], states["cot"] = ctx.train_eval("cot", ctx.cot)
+    wrongs, rights, paths = ctx.collect(states["cot"], ctx.pools["train"], seed * 100 + 1)
+    log(f"seed {seed}: generator: {len(wrongs)} wrong, {len(rights)} right of {len(paths)} sampled paths")
+    rates = tuple(cfg.wrong_step_rates)
+    sets, sizes = A.arm_sets(ctx.pools["train"], wrongs, ctx.pools["extra"], tok, cfg.token_tolerance, seed,
+                             rates)
+    for arm in [a for a in cfg.arms if a != "cot"] + [A.wrong_step_arm(r) for r in rates]:
         results[arm], st = ctx.train_eval(arm, sets[arm], keep=arm == "lema")
         if st is not None:
             states[arm] = st
+    probs = [p for p in ctx.pools["train"] for _ in range(cfg.samples)]
     summary = {"seed": seed, "device": device, "base": ctx.base_result, "arms": results, "sizes": sizes,
                "funnel": {"sampled": len(paths), "wrong": len(wrongs), "right": len(rights),
-                          "error_types": dict(Counter(w.mistake.kind for w in wrongs))}}
+                          "error_types": dict(Counter(w.mistake.kind for w in wrongs))},
+               "generator": {"model": "cot", "temperature": cfg.temperature, "questions": "train",
+                             "samples": cfg.samples},
+               "generator_paths": path_records(probs, paths)}
     if cfg.rounds >= 1 and "lema" in results and "cot_extra_tokens" in results:
         from lema.lab.rounds import run_rounds
 
@@ -156,8 +187,11 @@ def run_seed(cfg: LabConfig, seed: int, device: str, log=print) -> dict:
 
 def _seed_job(cfg_json: str, seed: int, device: str, run_dir: str) -> str:
     """Worker process entry: one seed, written to run_dir/seed{seed}.json."""
+    import torch
+
     cfg = LabConfig.model_validate_json(cfg_json)
-    s = run_seed(cfg, seed, device, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    base = torch.load(Path(run_dir) / "base.pt")
+    s = run_seed(cfg, seed, device, base, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
     path = Path(run_dir) / f"seed{seed}.json"
     path.write_text(json.dumps(s), encoding="utf-8")
     return str(path)
@@ -171,13 +205,20 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     workers = min(len(cfg.seeds), cfg.workers or (8 if device == "cuda" else 1))
-    if workers > 1 and not cfg.threads:  # one share of the cores per process
+    if workers > 1 and cfg.threads == 0:  # one share of the cores per process
         cfg = cfg.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // workers)})
-    t0 = time.time()
-    log(f"lab: seeds {cfg.seeds} on {device}, {workers} process(es)")
+    t0, load0 = time.time(), os.getloadavg()
+    log(f"lab: seeds {cfg.seeds} on {device}, {workers} process(es); load average {load0[0]:.1f}")
+    base = pretrain_base(cfg, device, log)
     if workers == 1:
-        summaries = [run_seed(cfg, s, device, log) for s in cfg.seeds]
+        summaries = []
+        for s in cfg.seeds:  # each seed's file is written as it finishes (a long run can be read while it runs)
+            summaries.append(run_seed(cfg, s, device, base, log))
+            (run_dir / f"seed{s}.json").write_text(json.dumps(summaries[-1]), encoding="utf-8")
     else:
+        import torch
+
+        torch.save(base, run_dir / "base.pt")
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
@@ -186,8 +227,10 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
             summaries = [json.loads(Path(f.result()).read_text(encoding="utf-8")) for f in futs]
     for s in summaries:
         (run_dir / f"seed{s['seed']}.json").write_text(json.dumps(s), encoding="utf-8")
+    load1 = os.getloadavg()
     meta = {"command": command, "machine": machine(device), "minutes": round((time.time() - t0) / 60, 2),
-            "workers": workers, "seeds": [s["seed"] for s in summaries], "config": cfg.model_dump(mode="json")}
+            "cpu_minutes": round(cpu_seconds() / 60, 2), "workers": workers,
+            "load": f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end (1-minute)", "seeds": [s["seed"] for s in summaries], "config": cfg.model_dump(mode="json")}
     (run_dir / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     return write_results(cfg, summaries, meta, log)
 
@@ -197,23 +240,49 @@ def write_results(cfg: LabConfig, summaries: list[dict], meta: dict, log=print) 
     from lema.lab.report import aggregate, track, write_report
 
     agg = aggregate(cfg, summaries)
-    agg.update({k: meta[k] for k in ("command", "machine", "minutes", "workers")})
+    agg.update({k: meta[k] for k in ("command", "machine", "minutes", "workers", "cpu_minutes", "load")
+                if k in meta})
     track(cfg, summaries, agg, log)
     report = write_report(cfg, summaries, agg, Path(cfg.report_dir))
     log(f"lab: {meta['minutes']:.1f} min; report {report}")
     return report
 
 
-def report_from_run_dir(cfg: LabConfig, log=print) -> Path:
-    """Rewrite the report from a finished run's seed files (e.g. a run copied back from a GPU machine)."""
+def report_from_run_dir(cfg: LabConfig, command: str = "", log=print) -> Path:
+    """Rewrite the report from a run's seed files (e.g. a run copied back from a GPU machine).  A run that
+    was stopped before its end (no meta.json) is reported from the seeds it finished, and says so."""
     run_dir = Path(cfg.run_dir)
     meta_path = run_dir / "meta.json"
     if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path}: no finished lab run here (run the lab first)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        done = [s for s in cfg.seeds if (run_dir / f"seed{s}.json").exists()]
+        if not done:
+            raise FileNotFoundError(f"{meta_path}: no lab run here (run the lab first)")
+        meta = interrupted_meta(cfg, run_dir, done, command)
+        log(f"lab: {run_dir} was stopped after seeds {done} of {cfg.seeds}; reporting those")
+    else:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     summaries = [json.loads((run_dir / f"seed{s}.json").read_text(encoding="utf-8")) for s in meta["seeds"]]
     run_cfg = LabConfig(**{**meta["config"], "report_dir": cfg.report_dir, "tracking_uri": cfg.tracking_uri})
     return write_results(run_cfg, summaries, meta, log)
+
+
+def interrupted_meta(cfg: LabConfig, run_dir: Path, done: list[int], command: str) -> dict:
+    """What a stopped run measured: the base's pretraining plus each finished seed, wall and CPU."""
+    seeds = [json.loads((run_dir / f"seed{s}.json").read_text(encoding="utf-8")) for s in done]
+    pre = seeds[0]["base"]["train"]
+    wall = pre.get("seconds", 0.0) + sum(s["seconds"] for s in seeds)
+    cpu = pre.get("cpu_seconds", 0.0) + sum(sum(s.get("cpu_seconds", {}).values()) for s in seeds)
+    return {"command": f"{command} (stopped after {len(done)} of {len(cfg.seeds)} seeds; report from --report-only)",
+            "machine": machine(seeds[0]["device"]), "minutes": round(wall / 60, 2), "cpu_minutes": round(cpu / 60, 2),
+            "workers": 1, "load": "not recorded (stopped run)", "seeds": done, "config": cfg.model_dump(mode="json")}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (seed workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def machine(device: str) -> str:
@@ -262,7 +331,7 @@ def main_from_args(args, prog: str) -> int:
                           run_dir=args.run_dir)
     log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
     if getattr(args, "report_only", False):
-        report_from_run_dir(cfg, log)
+        report_from_run_dir(cfg, command_line(args, prog).replace(" --report-only", ""), log)
     else:
         run_lab(cfg, command_line(args, prog), log=log)
     return 0

@@ -63,6 +63,16 @@ def mde(sd_diff: float, seeds: int, alpha: float = 0.05, power: float = 0.8) -> 
     return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * sd_diff / math.sqrt(seeds))
 
 
+def seeds_for_mde(sd_diff: float, target: float, max_seeds: int = 200) -> int | None:
+    """Fewest seeds whose MDE is at most `target` given a seed-to-seed SD of the difference (planning)."""
+    if not math.isfinite(sd_diff):
+        return None
+    for n in range(2, max_seeds + 1):
+        if mde(sd_diff, n) <= target:
+            return n
+    return None
+
+
 def question_noise_sd(a: np.ndarray, b: np.ndarray) -> float:
     """SD of one seed's accuracy difference from test-question sampling alone (discordance / n)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -79,4 +89,5 @@ def compare(acc_a: list[float], acc_b: list[float], out_a: np.ndarray, out_b: np
     r["sd_seeds"] = sd
     r["mde"] = mde(sd, len(acc_a))
     r["mde_question_noise_only"] = mde(question_noise_sd(out_a, out_b), len(acc_a))
+    r["seeds_for_mde_2pt"] = seeds_for_mde(sd, 0.02)
     return r

@@ -1,7 +1,7 @@
 """Word-level tokens with one token per digit.
 
 Character tokens teach a 4-layer model nothing useful at this budget; word tokens with
-numbers split into digits do (about 60% on the task after 20k problems).  The vocabulary
+numbers split into digits do.  The vocabulary
 is closed: it is built from the generator's own words, and an unknown word is an error,
 so a template change cannot silently train on <unk>.
 """
@@ -54,7 +54,8 @@ class WordTokenizer:
 
 
 def build_tokenizer(seed: int = 0, n: int = 3000) -> WordTokenizer:
-    """The closed vocabulary: every word the generator, the prompts and every correction style can write."""
+    """The closed vocabulary: every word the generator, the pretraining templates, the prompts and every
+    correction style can write."""
     from lema.lab import task
 
     rng = random.Random(seed)
@@ -70,6 +71,10 @@ def build_tokenizer(seed: int = 0, n: int = 3000) -> WordTokenizer:
             if m is not None:
                 for style in task.EXPLANATIONS:
                     texts.append(task.correction_text(p, m, style))
+    from lema.lab.pretrain import pretrain_problem
+
+    for _ in range(n):
+        texts += list(pretrain_problem(rng, distractors=1.0)[1:])
     for op in ("+", "-", "*", "/"):
         texts.append(task.OP_WORDS[op] + " another operation the result is miscalculated")
     texts.append(task.cot_prompt("x"))
