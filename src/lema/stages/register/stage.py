@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 
+import lema
 from lema.config import Config
 from lema.jsonl import write_json
 from lema.records import StageReport
@@ -36,7 +37,7 @@ def run(cfg: Config, rnd: int = 1) -> StageReport:
                        p.collect / "report.json"],
         stage_metrics=stage_metrics,
         tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys()),
-              "git_commit": git_commit(os.environ.get("LEMA_HOME", ".")),
+              "git_commit": git_commit(Path(lema.__file__).parent),  # the code's own checkout
               "data_version": data_version(cfg, rnd)} | lineage_tags(p),
         alpha=cfg.register_.alpha, min_questions=cfg.register_.min_questions, seed=cfg.seed)
     write_json(p.register / "report.json", report)
