@@ -56,9 +56,9 @@ def _with_parents(module: str) -> list[str]:
 @cache
 def closure(package: str) -> tuple[Path, ...]:
     """The files of every lema module `package` (``lema.stages.<name>``, all its modules) can import, sorted."""
-    start = [f for f in (SRC / Path(*package.split(".")[1:])).rglob("*.py")]
+    folder = SRC.joinpath(*package.split(".")[1:])
+    todo = [f for m in _with_parents(package) if (f := _file(m))] + list(folder.rglob("*.py"))
     seen: set[Path] = set()
-    todo = [f for m in _with_parents(package) if (f := _file(m))] + start
     while todo:
         f = todo.pop()
         if f in seen:
