@@ -80,15 +80,19 @@ RUN_DIR_GITIGNORE = "\n".join(["/mlflow.db", "/mlartifacts/", "/mlruns/", "/chec
 def run_project(cfg: Config) -> Path:
     """Create or refresh the run dir's own DVC project (a git repo, for `dvc exp`, with the enclosing project's
     remotes); returns its root.  Every path in it is relative to it."""
+    from dvc.config import Config as DvcConfig
     from dvc.repo import Repo
 
     root = cfg.run_path.resolve()
-    if not (root / ".dvc").is_dir():
-        if not (root / ".git").exists():
-            _git(root, "init", "-q")
+    if not (root / ".git").exists():
+        _git(root, "init", "-q")
         (root / ".gitignore").write_text(RUN_DIR_GITIGNORE)
+    if not (root / ".dvc").is_dir():
         Repo.init(str(root))
-        _copy_remotes(Path.cwd(), root)
+    elif DvcConfig(dvc_dir=str(root / ".dvc"), validate=False).load_one("repo")["core"].get("no_scm"):
+        with DvcConfig(dvc_dir=str(root / ".dvc")).edit("repo") as conf:  # a run dir made before it was git's
+            del conf["core"]["no_scm"]
+    _copy_remotes(Path.cwd(), root)
     params = yaml.safe_dump(resolved_params(cfg), sort_keys=False)
     if not (root / "params.yaml").exists() or (root / "params.yaml").read_text() != params:
         (root / "params.yaml").write_text(params)
@@ -103,14 +107,14 @@ def _git(root: Path, *args: str) -> str:
 
 
 def _copy_remotes(outer: Path, root: Path) -> None:
-    """The enclosing DVC project's remotes (and default) in the run dir's project (DVC rewrites local URLs
-    relative to the config file that holds them)."""
+    """The enclosing DVC project's remotes (and default) in a run dir's project that has none yet (DVC rewrites
+    local URLs relative to the config file that holds them)."""
     from dvc.config import Config as DvcConfig
 
     if not (outer / ".dvc" / "config").exists() or outer.resolve() == root:
         return
     conf = DvcConfig(dvc_dir=str(outer / ".dvc"), validate=False).load_one("repo")
-    if conf["remote"]:
+    if conf["remote"] and not DvcConfig(dvc_dir=str(root / ".dvc"), validate=False).load_one("repo")["remote"]:
         with DvcConfig(dvc_dir=str(root / ".dvc")).edit("repo") as mine:
             mine["remote"] = conf["remote"]
             if conf["core"].get("remote"):
