@@ -196,3 +196,16 @@ def test_kustomize_overlays_build(overlay):
     assert all(o["metadata"].get("namespace") == "lema" for o in objs if o["kind"] != "Namespace")
     if overlay == "production":
         assert not any(o["kind"] == "Secret" for o in objs), "production secrets must not live in git"
+
+
+def test_fresh_clone_dvc_status_and_dag(tmp_path):
+    """On a fresh clone DVC reads the generated project: `dvc status` names every stage, `dvc dag` draws them."""
+    from .conftest import lema_env
+
+    repo = tmp_path / "lema"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    for args in (["status"], ["dag"]):
+        out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=lema_env(repo), capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert all(st.name in out.stdout for st in STAGES if st.rounds != "later"), args
