@@ -1,5 +1,6 @@
 """The same stage graph under DVC and under Kubeflow (kfp.local), on a fresh clone with the tiny config."""
 
+import contextlib
 import json
 import os
 import signal
@@ -183,3 +184,47 @@ def test_kfp_correct_task_killed_and_retried_never_pays_twice(tmp_path):
         assert 0 < merged["succeeded"] < len(rows)  # the killed attempt's answers came from the cache
     finally:
         server.stop()
+
+
+def _code_matrix(cfg) -> dict[str, set[str]]:
+    """Every file of lema's code (src/lema, prompt files included) -> the nodes whose declared code holds it."""
+    from lema.stages import instances
+    from lema.stages.code import SRC, code_files
+
+    owners: dict[str, set[str]] = {f.relative_to(SRC.parent).as_posix(): set() for f in SRC.rglob("*")
+                                   if f.is_file() and "__pycache__" not in f.parts}
+    for node in instances(cfg):
+        for f in code_files(f"lema.stages.{node.stage.package}"):
+            owners[f.relative_to(SRC.parent).as_posix()].add(node.name)
+    return owners
+
+
+def test_code_sensitivity_matrix(clone_run):
+    """Touching a library file makes exactly the stages whose declared code holds it stale in `dvc status`
+    (and `lema run` then reproduces those and their descendants).  DVC is asked for a sample that gives every
+    stage a file only it (or the fewest others) holds, a file every stage holds and files no stage holds."""
+    from dvc.repo import Repo
+
+    from lema.orchestration.local import _stale_and_after, stale
+    from lema.stages import descendants, instances
+
+    repo, cfg, _ = clone_run
+    matrix = _code_matrix(cfg)
+    names = {n.name for n in instances(cfg)}
+    sample = {min((f for f, o in matrix.items() if n in o), key=lambda f: (len(matrix[f]), f)) for n in names}
+    sample |= {"lema/config/schema.py", "lema/cli.py", "lema/orchestration/kfp.py", "lema/lab/report.py"}
+    assert set().union(*(matrix[f] for f in sample)) == names  # every stage is tested at least once
+    assert not matrix["lema/cli.py"] and matrix["lema/config/schema.py"] == names
+    assert stale(repo) == set()
+    for rel in sorted(sample):
+        f = repo / "src" / rel
+        original = f.read_bytes()
+        try:
+            f.write_bytes(original + b"\n# touched by the code-sensitivity test\n")
+            assert stale(repo) == matrix[rel], rel
+            with contextlib.chdir(repo), Repo(str(repo)) as r:
+                after = _stale_and_after(r, cfg)
+            assert after == set().union(set(), *(descendants(n, cfg) for n in matrix[rel])), rel
+        finally:
+            f.write_bytes(original)
+    assert stale(repo) == set()

@@ -37,13 +37,37 @@ def test_dvc_params_and_outs_are_the_declaration():
     assert list(dvc) == [st.name for st in round_one]
     for st in round_one:
         body = dvc[st.name]["do"] if st.variants else dvc[st.name]
-        assert body["params"] == list(st.reads)
+        recipe = [{"recipes/tiny-cpu.yaml": None}] if st.recipes else []  # recipe values are params too
+        assert body["params"] == list(st.reads) + recipe
         assert body["cmd"].startswith(f"lema {st.name} --config params.yaml")
         assert not any("checkpoints" in o for o in body.get("outs", []))  # resumable training survives DVC
     # every stage reads the keys that change what it computes (the gaps issue 9 found)
     assert {"seed", "data.train_limit", "generators", "vllm"} <= set(BY_NAME["collect"].reads)
     assert {"data.eval_sets", "vllm", "seed", "evaluate"} <= set(BY_NAME["evaluate"].reads)
     assert "data.eval_sets" in BY_NAME["validate"].reads and "seed" in BY_NAME["build-sft"].reads
+
+
+def test_code_deps_are_the_import_closure():
+    """A stage's DVC code deps are derived: its package, every lema module it can import (function-local
+    imports included) and the prompt files those read; nothing it cannot import."""
+    from lema.orchestration.dvc import code_deps
+    from lema.stages.code import closure
+
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for st in STAGES:
+        if st.rounds != "later":
+            body = dvc[st.name]["do"] if st.variants else dvc[st.name]
+            assert [d for d in body["deps"] if d.startswith("src/")] == code_deps(st.package), st.name
+
+    def files(stage: str) -> set[str]:
+        return {f.relative_to(ROOT / "src").as_posix() for f in closure(f"lema.stages.{BY_NAME[stage].package}")}
+
+    assert {"lema/grading/answers.py", "lema/stages/evaluate/evaluate.py"} <= files("evaluate")
+    assert {"lema/registry/promote.py", "lema/registry/provenance.py", "lema/stats.py"} <= files("register")
+    assert {"lema/llm/transport.py", "lema/grading/arith.py", "lema/stages/correct/reference.py"} <= files("correct")
+    assert "lema/data.py" in files("collect") and "lema/stages/train/train.py" not in files("collect")
+    assert "lema/llm/batch.py" not in files("pool") and "lema/cli.py" not in files("report")
+    assert "src/lema/prompts" in code_deps("correct") and "src/lema/prompts" not in code_deps("pool")
 
 
 def test_graph_queries():
@@ -172,3 +196,16 @@ def test_kustomize_overlays_build(overlay):
     assert all(o["metadata"].get("namespace") == "lema" for o in objs if o["kind"] != "Namespace")
     if overlay == "production":
         assert not any(o["kind"] == "Secret" for o in objs), "production secrets must not live in git"
+
+
+def test_fresh_clone_dvc_status_and_dag(tmp_path):
+    """On a fresh clone DVC reads the generated project: `dvc status` names every stage, `dvc dag` draws them."""
+    from .conftest import lema_env
+
+    repo = tmp_path / "lema"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    for args in (["status"], ["dag"]):
+        out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=lema_env(repo), capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert all(st.name in out.stdout for st in STAGES if st.rounds != "later"), args

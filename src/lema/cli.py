@@ -269,11 +269,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from lema.jsonl import DataError
+    from lema.orchestration.lock import RunDirBusy
     from lema.stages.validate.validate import ValidationFailed
 
     try:
         return args.fn(args)
-    except (DataError, FileNotFoundError, ValueError, ValidationFailed) as e:
+    except (DataError, FileNotFoundError, ValueError, ValidationFailed, RunDirBusy) as e:
         print(f"lema {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from lema.config import Config, GeneratorConfig
 from lema.jsonl import read_jsonl
 from lema.records import EvalRow
-from lema.stages.layout import VARIANTS, Paths, paths
+from lema.stages.layout import VARIANTS, paths
 
 
 def resolve_model(cfg: Config, name: str) -> str:
@@ -137,9 +137,10 @@ def quality_metrics(details: dict) -> dict[str, float]:
     return out | {f"validate.error_type.{key(t).replace(' ', '_')}": n for t, n in sorted(totals.items())}
 
 
-def collect_reports(p: Paths) -> list[Path]:
-    files = [p.base_model.parent / "base_report.json", p.collect / "report.json", p.correct / "report.json",
-             p.validate / "report.json", p.sft / "report.json"]
-    files += [p.train(v) / "report.json" for v in VARIANTS] + [p.eval(v) / "report.json" for v in VARIANTS]
-    files += [p.register / "report.json"]
-    return [f for f in files if f.exists()]
+def stage_reports(cfg: Config, rnd: int = 1) -> list[Path]:
+    """The stage reports of round `rnd` that exist, in graph order (the declaration names them; the shared
+    base model's report in every round)."""
+    from lema.stages.graph import instances
+
+    nodes = [n for n in instances(cfg) if n.round == rnd or n.stage.rounds == "first"]
+    return [f for n in nodes if n.stage.name != "report" and (f := cfg.run_path / n.report).exists()]

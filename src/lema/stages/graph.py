@@ -111,7 +111,7 @@ STAGES: tuple[Stage, ...] = (
           memory="16G", needs_base=True),
     Stage("evaluate", "evaluate",
           ("seed", "data.source", "data.dir", "data.eval_sets", "evaluate", "vllm"), artifact="eval/{variant}",
-          deps=("train/{variant}/model",), outs=("eval/{variant}/rows.jsonl",),
+          deps=("train/{variant}/model",), outs=("eval/{variant}/rows.jsonl", "eval/{variant}/disagreements.jsonl"),
           metrics=("eval/{variant}/report.json", "eval/{variant}/metrics.json"), variants=VARIANTS, data=True,
           gpu=True, memory="16G"),
     Stage("register", "register",
@@ -121,7 +121,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("report", "report", ("seed", "data.eval_sets"), artifact="report",
           deps=("register/report.json", "validate/valid.jsonl")
           + tuple(f"train/{v}/loss.json" for v in VARIANTS),
-          outs=("report/report.md", "report/funnel.png", "report/accuracy.png"),
+          outs=("report/report.md", "report/funnel.png", "report/accuracy.png", "summary.json"),
           metrics=("report/stage.json",),
           plots=(Plot("report/funnel.json", "rows", "step", "bar_horizontal"),
                  Plot("report/accuracy.json", "model", "accuracy", "bar_horizontal_sorted"))),

@@ -11,36 +11,44 @@ VARIANTS = ("cot", "lema")
 BASE_DIR = "models/base"
 
 
+def _artifact(stage: str, variant: str | None = None) -> str:
+    """The directory the declaration (``lema.stages.graph``) gives `stage`: the one spelling of the layout."""
+    from lema.stages.graph import BY_NAME
+
+    return BY_NAME[stage].artifact.format(variant=variant)
+
+
 @dataclass(frozen=True)
 class Paths:
-    """A round's artifact locations: round 1 in the run dir itself, round r under ``rounds/<r>/``."""
+    """A round's artifact locations, resolved from the stage declaration: round 1 in the run dir itself, round
+    r under ``rounds/<r>/``."""
 
     root: Path
     round: int = 1
 
     @property
-    def dir(self) -> Path: return self.root if self.round == 1 else self.root / "rounds" / str(self.round)
+    def dir(self) -> Path: return self.root / round_dir(self.round)
     @property
     def base_model(self) -> Path: return self.root / BASE_DIR
     @property
-    def generator(self) -> Path: return self.dir / "generator"
+    def generator(self) -> Path: return self.dir / _artifact("champion")
     @property
-    def collect(self) -> Path: return self.dir / "collect"
+    def collect(self) -> Path: return self.dir / _artifact("collect")
     @property
-    def correct(self) -> Path: return self.dir / "correct"
+    def correct(self) -> Path: return self.dir / _artifact("correct")
     @property
-    def validate(self) -> Path: return self.dir / "validate"
+    def validate(self) -> Path: return self.dir / _artifact("validate")
     @property
-    def pool(self) -> Path: return self.dir / "pool"
+    def pool(self) -> Path: return self.dir / _artifact("pool")
     @property
-    def sft(self) -> Path: return self.dir / "sft"
-    def train(self, variant: str) -> Path: return self.dir / "train" / variant
+    def sft(self) -> Path: return self.dir / _artifact("build-sft")
+    def train(self, variant: str) -> Path: return self.dir / _artifact("train", variant)
     def model(self, variant: str) -> Path: return self.train(variant) / "model"
-    def eval(self, variant: str) -> Path: return self.dir / "eval" / variant
+    def eval(self, variant: str) -> Path: return self.dir / _artifact("evaluate", variant)
     @property
-    def register(self) -> Path: return self.dir / "register"
+    def register(self) -> Path: return self.dir / _artifact("register")
     @property
-    def report(self) -> Path: return self.dir / "report"
+    def report(self) -> Path: return self.dir / _artifact("report")
 
     def cumulative(self) -> tuple[Path, Path]:
         """(validated corrections, right paths) of every round up to this one."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 from typing import Any
 
+import lema
 from lema.config import Config
 from lema.jsonl import write_json
 from lema.records import StageReport
@@ -73,7 +74,7 @@ def run(cfg: Config, rnd: int = 1) -> StageReport:
                        p.collect / "report.json"],
         stage_metrics=stage_metrics,
         tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys()),
-              "git_commit": git_commit(os.environ.get("LEMA_HOME", "."))} | lineage_tags(p),
+              "git_commit": git_commit(Path(lema.__file__).parent)} | lineage_tags(p),  # the code's own checkout
         alpha=cfg.register_.alpha, min_questions=cfg.register_.min_questions, seed=cfg.seed,
         serving=serving_contract(cfg))
     write_json(p.register / "report.json", report)

@@ -7,7 +7,7 @@ import json
 from lema.config import Config
 from lema.jsonl import read_jsonl, write_json
 from lema.records import Correction, StageReport
-from lema.stages.common import collect_reports, comparison, funnel_counts, validate_details
+from lema.stages.common import comparison, funnel_counts, stage_reports, validate_details
 from lema.stages.layout import VARIANTS, paths
 from lema.stages.report.report import step_histogram, write_report
 
@@ -18,7 +18,7 @@ def run(cfg: Config, rnd: int = 1) -> StageReport:
     losses = {v: json.loads((p.train(v) / "loss.json").read_text()) for v in VARIANTS
               if (p.train(v) / "loss.json").exists()}
     corrections = read_jsonl(p.validate / "valid.jsonl", Correction)
-    stages = [json.loads(f.read_text()) for f in collect_reports(p)]
+    stages = [json.loads(f.read_text()) for f in stage_reports(cfg, rnd)]
     registry_file = p.register / "report.json"
     registry = json.loads(registry_file.read_text())["details"] if registry_file.exists() else None
     cmp = comparison(cfg, rnd)
