@@ -84,6 +84,7 @@ def run_project(cfg: Config) -> Path:
     from dvc.repo import Repo
 
     root = cfg.run_path.resolve()
+    root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
         _git(root, "init", "-q")
         (root / ".gitignore").write_text(RUN_DIR_GITIGNORE)
