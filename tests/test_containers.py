@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -44,7 +45,7 @@ def test_cpu_image_runs_non_root_read_only_with_a_healthcheck_and_no_index_setti
                   "site-packages | grep -c -E '^(pip|uv)-' ; cat /etc/pip.conf 2>/dev/null | wc -l;"
                   "python -c 'import lema, kfp; print(kfp.__version__)'").stdout.split()
     assert out[:2] == ["1000", "data-ro"] and out[2] == "1" and out[3] == "0"  # pip only (KFP calls it), no config
-    assert out[4] == subprocess.run(["python", "-c", "import kfp; print(kfp.__version__)"],
+    assert out[4] == subprocess.run([sys.executable, "-c", "import kfp; print(kfp.__version__)"],
                                     capture_output=True, text=True).stdout.strip()  # kfp = the compiler's
 
 
