@@ -20,6 +20,7 @@ bodies that do not depend on the round are reused as they are (they see one roun
 """
 
 
+import functools
 import os
 from typing import List  # noqa: UP035 - KFP reads these annotations
 
@@ -204,6 +205,7 @@ BODIES = {"base-model": base_model, "collect": collect, "merge-collect": merge_c
 STAGE_OF = {"collect-round": "collect", "register-round": "register"}  # round-r bodies of a declared stage
 
 
+@functools.cache
 def components(gpu: bool = False) -> dict:
     """One KFP component per body; a declared GPU stage runs the CUDA image when `gpu`."""
     def image(name: str) -> str:
