@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                    "$KF_PIPELINES_TOKEN)")
     k.add_argument("--run-name", default=None, help="submit: the run's name (default: lema-<run_dir name>)")
     k.add_argument("--experiment", default=None, help="submit: KFP experiment (default: register.experiment)")
-    k.add_argument("--namespace", default=None, help="submit: the profile namespace of a multi-user Kubeflow")
+    k.add_argument("--namespace", default=None, help="submit: where the run's pods start (default: kubeflow.namespace of the config, `lema`)")
     k.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="submit: a pipeline parameter, e.g. min_accuracy=0.3")
     k.add_argument("--package", default=None, help="submit: also keep the compiled YAML at this path")

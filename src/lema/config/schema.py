@@ -221,7 +221,9 @@ class TolerationConfig(_Strict):
 
 class KubeflowConfig(_Strict):
     """Where the compiled pipeline's pods run and what they mount (kfp-kubernetes); no stage reads it."""
-    # The objects infra/base defines in the namespace where KFP runs the pipeline pods (infra/README.md).
+    # KFP runs a run's pods in the run's namespace: this one (a Kubeflow profile namespace; `lema pipeline
+    # submit --namespace` defaults to it), where infra/base defines the objects below (infra/README.md).
+    namespace: str = "lema"
     config_map: str = "lema-pipeline"          # MLFLOW_TRACKING_URI, OPENAI_BASE_URL for every task
     secret: str = "lema-corrector"             # key api_key -> OPENAI_API_KEY of the correct tasks
     cache_pvc: str = "lema-corrector-cache"    # the corrector's response cache and Batch ids, mounted by default

@@ -91,7 +91,8 @@ def submit(host: str, config_path: str | Path | None, overrides: dict[str, Any] 
 
     The bearer token of a multi-user deployment comes from $KF_PIPELINES_TOKEN only (sent as the Authorization
     header by kfp.Client; never printed).  `params`: pipeline parameters (min_accuracy, corrector_cache).
-    `package`: where to keep the compiled YAML (default: a temporary file)."""
+    `namespace`: where the run's pods start (default: ``kubeflow.namespace``, where infra/ puts the config map,
+    secret and cache volume the tasks use).  `package`: where to keep the compiled YAML (default: a temp file)."""
     import kfp
 
     cfg = load(config_path, overrides)
@@ -99,8 +100,8 @@ def submit(host: str, config_path: str | Path | None, overrides: dict[str, Any] 
         out = Path(package) if package else Path(tmp) / "lema_pipeline.yaml"
         compile_pipeline(config_path, out, num_shards=num_shards, gpu=gpu, cache_root=cache_root,
                          overrides=overrides)
-        client = kfp.Client(host=host, namespace=namespace or "kubeflow",
-                            existing_token=os.environ.get(TOKEN_ENV) or None)
+        namespace = namespace or cfg.kubeflow.namespace
+        client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV) or None)
         return client.create_run_from_pipeline_package(
             str(out), arguments=params or {}, run_name=run_name or f"lema-{Path(cfg.run_dir).name}",
             experiment_name=experiment or cfg.register_.experiment, namespace=namespace)
