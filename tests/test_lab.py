@@ -10,7 +10,8 @@ import pytest
 
 from lema.grading.answers import extract_answer, is_correct
 from lema.grading.steps import split_steps
-from lema.lab import arms, stats, task
+from lema import stats
+from lema.lab import arms, task
 from lema.lab.tokenizer import build_tokenizer
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lema.lab.arms import TITLES
-from lema.lab.stats import compare, t_interval
+from lema.stats import compare, t_interval
 
 CLAIMS = [("cot", "lema", "(1) CoT + corrections beats CoT alone"),
           ("cot_extra_tokens", "lema", "(2) corrections beat the same number of extra CoT tokens"),
