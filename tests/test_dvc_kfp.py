@@ -104,7 +104,11 @@ def test_local_kfp_run_with_two_shards_matches_dvc_and_lema_run(clone_run, tmp_p
 
     repo, cfg, snapshot = clone_run
     root = tmp_path / "kfp"
+    mlruns_before = sorted(Path.cwd().glob("mlruns/*"))
     run_local(repo / "configs" / "tiny.yaml", root, num_shards=2, data_dir=str(repo / "data"))
+    # the registry and its artifacts stay under the pipeline root, not in ./mlruns of this directory
+    assert sorted(Path.cwd().glob("mlruns/*")) == mlruns_before
+    assert (root / "mlflow.db").exists() and any((root / "mlartifacts").rglob("MLmodel"))
 
     def output(task: str, name: str) -> Path:
         found = [f for f in root.rglob(name) if any(part.startswith(task) for part in f.relative_to(root).parts)]
