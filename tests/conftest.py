@@ -70,3 +70,25 @@ def clone_run(tmp_path_factory):
                                                              "sft/cot.jsonl", "sft/lema.jsonl")},
                 "metrics": {v: json.loads((run / "eval" / v / "metrics.json").read_text()) for v in ("cot", "lema")}}
     return repo, cfg, snapshot
+
+
+def changed_value(value, key: str = ""):
+    """Another value for a config key, one the schema accepts (the first number inside a section or a list of
+    sections changes): the config- and cache-sensitivity matrices change keys with it."""
+    if key == "data.source":
+        return "hub"
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "-changed"
+    if isinstance(value, list):
+        if not value:
+            return ["probe"]
+        return [changed_value(value[0])] + value[1:] if isinstance(value[0], dict) else value + value[-1:]
+    if isinstance(value, dict):
+        numeric = [k for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        k = (numeric or list(value))[0]
+        return {**value, k: changed_value(value[k])}
+    return 1

@@ -12,7 +12,7 @@ import yaml
 from lema.config import load_config
 from lema.stages import BY_NAME, STAGES, descendants, instances, readers
 
-from .conftest import ROOT
+from .conftest import ROOT, changed_value
 
 
 def test_compiled_pipeline_is_not_stale(tmp_path):
@@ -259,25 +259,6 @@ def _task_stage(task: str) -> str:
     return {"merge-collect": "collect", "merge-correct": "correct", "gate": "register"}.get(base, base)
 
 
-def _valid_change(value, key: str = ""):
-    """Another value the config schema accepts (the first number inside a section or list changes)."""
-    if key == "data.source":
-        return "hub"
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, (int, float)):
-        return value + 1
-    if isinstance(value, str):
-        return value + "-changed"
-    if isinstance(value, list):
-        return [_valid_change(value[0])] + value[1:] if value and isinstance(value[0], dict) else value + value[-1:]
-    if isinstance(value, dict):
-        numeric = [k for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        k = (numeric or list(value))[0]
-        return {**value, k: _valid_change(value[k])}
-    return 1
-
-
 def test_kfp_task_inputs_change_exactly_where_dvc_params_do(tmp_path):
     """Kubeflow caches a task on its inputs: change one config key, and the tasks whose `config` changes are the
     DVC stages whose params change (dvc.yaml generated from the same declaration), key by key.  register alone
@@ -315,10 +296,52 @@ def test_kfp_task_inputs_change_exactly_where_dvc_params_do(tmp_path):
         *parents, leaf = key.split(".")
         for part in parents:
             node = node[part]
-        node[leaf] = _valid_change(node[leaf], key)
+        node[leaf] = changed_value(node[leaf], key)
         if key == "data.dir":
             node[leaf] = str(ROOT / "data")  # another directory holding the same data
         after = _task_configs(compiled(data, "after.yaml"))
         changed_kfp = {_task_stage(t) for t in configs if configs[t] != after[t] and t not in uncached}
         changed_dvc = {s for s, ps in params.items() if any(key == p or key.startswith(p + ".") for p in ps)}
         assert changed_kfp == changed_dvc - {"register"}, key
+
+
+def test_component_bodies_hand_the_declared_artifacts_to_the_stage():
+    """Each round-1 body passes run_stage an input for every artifact its stage's declared deps come from, only
+    names the declaration knows, and writes exactly the stage's own artifact (read from the bodies' source, as
+    KFP ships it)."""
+    import ast
+    import inspect
+
+    from lema.orchestration.kfp import BODIES
+    from lema.stages import Instance, artifact_locations, artifact_name, upstream
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    known = set(artifact_locations())
+    checked = set()
+    for body, fn in BODIES.items():
+        tree = ast.parse(inspect.getsource(fn))
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "run_stage"]
+        assigned = {a.targets[0].id: a.value for a in ast.walk(tree)
+                    if isinstance(a, ast.Assign) and isinstance(a.targets[0], ast.Name)}
+        if not calls or body not in BY_NAME or BY_NAME[body].rounds == "later":
+            continue
+        st = BY_NAME[body]
+        for variant in st.variants or (None,):
+            def names(node):
+                node = assigned.get(node.id, node) if isinstance(node, ast.Name) else node
+                keys = []
+                for k in getattr(node, "keys", []):
+                    keys.append(k.value if isinstance(k, ast.Constant) else
+                                "".join(v.value if isinstance(v, ast.Constant) else variant for v in k.values))
+                return set(keys)
+
+            inputs = set().union(*(names(c.args[2]) for c in calls))
+            report = [n for n in ast.walk(tree) if isinstance(n, ast.Subscript) and getattr(n.value, "id", "") == "inputs"]
+            inputs |= {n.slice.value for n in report if isinstance(n.slice, ast.Constant)}
+            outputs = set().union(*(names(c.args[3]) for c in calls))
+            node = Instance(st, variant)
+            declared = {artifact_name(p) for p in upstream(node, cfg)}
+            assert declared <= inputs <= known, (node.name, declared - inputs, inputs - known)
+            assert outputs == {artifact_name(node)}, node.name
+            checked.add(st.name)
+    assert checked == {st.name for st in STAGES if st.rounds != "later"}
