@@ -62,14 +62,14 @@ def test_math500_answer_field_agrees_with_boxed_solution():
     ("Natalia sold 48 + 24 = 72 clips.\n#### 72", "72"),
     ("The answer is $1,200.", "1200"),
     ("So she pays -$5 in the end.", "-5"),
-    ("It costs 3.50 dollars.", "3.5"),
+    ("It costs 3.50 dollars.", "3.50"),    # printed decimals kept (the decimal rule reads them)
     ("Therefore the final answer is \\boxed{18}.", "18"),
     ("**Final Answer:** 18 eggs", "18"),
     ("Final Answer: The final answer is $18$. I hope it is correct.", "18"),
     ("Step 1: 3 * 4 = 12\nStep 2: The answer is 12 apples.", "12"),
     ("He has 5 apples and buys 3 more, so 8 in total.", "8"),
     ("The answer is: 25%", "25"),
-    ("answer = 1/2", "0.5"),
+    ("answer = 1/2", "1/2"),               # printed as a fraction: kept one (an exact value, never rounded)
     ("No numbers here.", None),
 ])
 def test_gsm8k_extraction(text, expected):

@@ -103,7 +103,7 @@ def test_user_jsonl_set_with_field_mapping(tmp_path):
 
 @pytest.mark.parametrize("rows,match", [
     ([{"q": "x?", "a": 1}, {"q": "y?"}], r"mine\.jsonl:2: field 'a': missing \(declared as the answer field\)"),
-    ([{"q": "x?", "a": "seven"}], r"mine\.jsonl:1: field 'a': no number in 'seven'"),
+    ([{"q": "x?", "a": "seven"}], r"mine\.jsonl:1: field 'a': not a number: 'seven'"),
     ([{"q": "", "a": 1}], r"mine\.jsonl:1: field 'q': expected non-empty text"),
     ([{"q": "x?", "a": True}], r"mine\.jsonl:1: field 'a': expected a number"),
 ])

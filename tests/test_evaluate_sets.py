@@ -38,13 +38,14 @@ def test_lema_evaluate_on_svamp_and_a_user_set_with_maj_at_k(tiny_model, tmp_pat
     mine = tmp_path / "my_bench.jsonl"
     mine.write_text("".join(json.dumps({"qid": f"b{i}", "text": f"Tom has {i} apples and buys {i + 2} more. "
                                         "How many apples does he have?", "solution": 2 * i + 2})
-                            + "\n" for i in range(1, 4)))
+                            + "\n" for i in range(1, 4))
+                    + json.dumps({"qid": "b4", "text": "When does the show end?", "solution": "5:45"}) + "\n")
     cfg_data = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
     cfg_data["run_dir"] = str(tmp_path / "run")
     cfg_data["data"] = {"dir": str(DATA), "eval_sets": {
         "svamp/test": 3, "math500/test": 2,
         "my-bench": {"path": str(mine), "fields": {"question": "text", "answer": "solution", "id": "qid"},
-                     "answer_type": "numeric"}}}
+                     "answer_type": "numeric", "on_invalid": "skip"}}}
     cfg_data["evaluate"] = {"max_tokens": 24, "samples": 2, "backend": "vllm"}
     cfg_file = tmp_path / "eval.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg_data))
@@ -67,6 +68,9 @@ def test_lema_evaluate_on_svamp_and_a_user_set_with_maj_at_k(tiny_model, tmp_pat
         rows = [json.loads(x) for x in (p.eval(v) / "rows.jsonl").read_text().splitlines()]
         assert {r["id"] for r in rows if r["eval_set"] == "my-bench"} == {"my-bench-b1", "my-bench-b2", "my-bench-b3"}
         assert all(len(r["samples"]) == 2 and len(r["sample_answers"]) == 2 for r in rows)
+        report = json.loads((p.eval(v) / "report.json").read_text())  # the skipped row is counted and reported
+        assert report["n_quarantined"] == 1 and report["details"]["skipped_invalid"]["my-bench"]["rows"] == [
+            {"line": 4, "why": "field 'solution': not a number: '5:45'"}]
         flagged = [json.loads(x) for x in (p.eval(v) / "disagreements.jsonl").read_text().splitlines()]
         assert len(flagged) == m["math500/test"]["grader_disagreements"]
         metrics[v] = m

@@ -26,6 +26,16 @@ def _config(args):
     return load_config(args.config, _overrides(args))
 
 
+def _preflight(cfg, data_dir=None) -> None:
+    """Every input a run reads, checked before its first stage (errors end the command with exit 2)."""
+    from rich.console import Console
+
+    from lema.config.preflight import preflight
+
+    for note in preflight(cfg, data_dir):
+        Console(stderr=True).print(f"[dim]checked eval set {note}[/]", highlight=False)
+
+
 def _print_report(report) -> None:
     from rich.console import Console
 
@@ -37,7 +47,7 @@ def _print_report(report) -> None:
 def cmd_grade(args) -> int:
     from lema.grading.grade import grade_file
 
-    summary = grade_file(args.file, args.task, args.out)
+    summary = grade_file(args.file, args.task, args.out, None if args.min_decimals < 0 else args.min_decimals)
     print(json.dumps(summary))
     return 0
 
@@ -64,6 +74,7 @@ def cmd_validate(args) -> int:
     from lema.stages.validate.validate import run_validate, validate_file
 
     cfg = _config(args)
+    _preflight(cfg)
     if args.input is None:
         if args.kind != "corrections":
             raise SystemExit("--kind paths|sft needs --input FILE")
@@ -104,7 +115,9 @@ def cmd_correct(args) -> int:
 def cmd_run(args) -> int:
     from lema.orchestration.runner import run_with_display
 
-    return run_with_display(_config(args), force=args.force, config_path=args.config, overrides=_overrides(args))
+    cfg = _config(args)
+    _preflight(cfg)
+    return run_with_display(cfg, force=args.force, config_path=args.config, overrides=_overrides(args))
 
 
 def cmd_dvc(args) -> int:
@@ -115,9 +128,11 @@ def cmd_dvc(args) -> int:
 
 
 def cmd_pipeline(args) -> int:
+    from lema.config import load_config
     from lema.orchestration import kfp_cli
 
     config, overrides = args.config or "params.yaml", _overrides(args)
+    _preflight(load_config(config, overrides), args.data_dir if args.action == "run" else None)
     if args.action == "compile":
         out = kfp_cli.compile_pipeline(config, args.out, num_shards=args.shards, gpu=args.gpu,
                                        cache_root=args.cache_root, overrides=overrides)
@@ -183,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         return p
 
     g = sub.add_parser("grade", help="grade a JSONL file of predictions")
-    g.add_argument("--task", required=True, choices=["gsm8k", "math", "lab"])
+    g.add_argument("--task", required=True, choices=["gsm8k", "math", "lab", "time", "text"])
+    g.add_argument("--min-decimals", type=int, default=2, help="decimal rule: a prediction with at least this many "
+                   "decimals matches a longer decimal gold rounded to them (-1: exact only)")
     g.add_argument("file")
     g.add_argument("--out", default=None, help="write each row with `correct` and `pred_answer`")
     g.set_defaults(fn=cmd_grade)

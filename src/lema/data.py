@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from lema.config import EvalFields, EvalSetConfig
-from lema.grading.answers import format_number, gsm8k_gold, last_boxed, numbers_in
+from lema.grading.answers import format_time, gsm8k_gold, last_boxed, normalize_text, read_time
+from lema.grading.numbers import format_number, read_gold
 from lema.jsonl import DataError, iter_jsonl, iter_objects
 from lema.records import Problem
 
@@ -138,28 +138,40 @@ def load_hub(split: str) -> list[Problem]:  # pragma: no cover - needs a network
 def load_split(split: str, source: str = "bundled", data_dir: str | Path = "data",
                limit: int | None = None) -> list[Problem]:
     # SVAMP has no hub copy with the same content: it is always read from the bundled file.
-    problems = load_hub(split) if source == "hub" and split in _HUB_SPLITS else load_bundled(split, data_dir)
+    problems = load_hub(split) if source == "hub" and split in HUB_SPLITS else load_bundled(split, data_dir)
     return problems[:limit] if limit is not None else problems
 
 
-_HUB_SPLITS = ("gsm8k/train", "gsm8k/test", "math/train", "math500/test", "math/test")
+HUB_SPLITS = ("gsm8k/train", "gsm8k/test", "math/train", "math500/test", "math/test")
 
 
 def numeric_gold(value: Any) -> str:
-    """Exact canonical text of a numeric gold: 145.0 -> "145", "1,200" -> "1200", "#### 72" -> "72"."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"expected a finite number, got {value!r}")
-        return format_number(Fraction(repr(value)) if isinstance(value, float) else Fraction(value))
-    if not isinstance(value, str):
-        raise ValueError(f"expected a number, got {type(value).__name__}")
-    text = gsm8k_gold(value) if "####" in value else value
-    nums = numbers_in(text)
-    if not nums:
-        raise ValueError(f"no number in {value[:60]!r}")
-    return nums[0]
+    """Exact canonical text of a numeric gold: 145.0 -> "145", "1,200" -> "1200", "#### 72" -> "72",
+    3244047.0999999996 -> "3244047.1"; a gold that is not one number as a whole raises ValueError."""
+    return format_number(read_gold(value))
+
+
+_TASK = {"numeric": "gsm8k", "latex": "math", "time": "time", "text": "text"}
+
+
+def gold_for(raw: Any, answer_type: str) -> str:
+    """The canonical gold of one row for its answer type; ValueError says why a value is unusable."""
+    if answer_type == "numeric":
+        return numeric_gold(raw)
+    if not isinstance(raw, (str, int, float)) or isinstance(raw, bool) or not str(raw).strip():
+        raise ValueError(f"expected a non-empty answer, got {raw!r}"[:200])
+    raw = str(raw)
+    if answer_type == "time":
+        value = read_time(gsm8k_gold(raw) if "####" in raw else raw, whole=True)
+        if value is None:
+            raise ValueError(f"not a time of day: {raw.strip()[:60]!r} (expected e.g. 5:45, 3:30 p.m., noon)")
+        return format_time(value)
+    if answer_type == "text":
+        text = gsm8k_gold(raw) if "####" in raw else raw
+        if not normalize_text(text):
+            raise ValueError(f"empty after normalisation: {raw[:60]!r}")
+        return text.strip()
+    return (last_boxed(raw) or raw).strip() if "\\boxed" in raw else raw.strip()
 
 
 def _field(row: dict, name: str, where: str, role: str) -> Any:
@@ -168,13 +180,24 @@ def _field(row: dict, name: str, where: str, role: str) -> Any:
     return row[name]
 
 
-def problems_from_rows(rows: Iterable[tuple[int, dict]], name: str, spec: EvalSetConfig, where: str) -> list[Problem]:
-    """User rows -> Problems through the declared field mapping; errors name file, line and field."""
+Skipped = list[tuple[int, str]]  # (line, why) of rows dropped by `on_invalid: skip`
+
+
+def problems_from_rows(rows: Iterable[tuple[int, dict]], name: str, spec: EvalSetConfig, where: str,
+                       skipped: Skipped | None = None, limit: int | None = None,
+                       lenient_after: int | None = None) -> list[Problem]:
+    """User rows -> Problems through the declared field mapping; errors name file, line and field.
+
+    Reading stops after `limit` problems (the rest of the file is never read).  A gold that is unusable for
+    the answer type is an error, or with `on_invalid: skip` a row appended to `skipped`; after
+    `lenient_after` problems (rows only the leakage check reads, never graded) it is kept as written."""
     f: EvalFields = spec.fields
-    task = "gsm8k" if spec.answer_type == "numeric" else "math"
+    task = _TASK[spec.answer_type]
     q_fields = [f.question] if isinstance(f.question, str) else f.question
     out, seen = [], set()
     for lineno, row in rows:
+        if limit is not None and len(out) >= limit:
+            break
         at = f"{where}:{lineno}"
         parts = []
         for q in q_fields:
@@ -184,15 +207,17 @@ def problems_from_rows(rows: Iterable[tuple[int, dict]], name: str, spec: EvalSe
             parts.append(v.strip())
         raw = _field(row, f.answer, at, "answer")
         try:
-            if spec.answer_type == "numeric":
-                gold = numeric_gold(raw)
-            else:
-                if not isinstance(raw, (str, int, float)) or isinstance(raw, bool) or not str(raw).strip():
-                    raise ValueError(f"expected a LaTeX answer, got {raw!r}")
-                raw = str(raw)
-                gold = (last_boxed(raw) or raw).strip() if "\\boxed" in raw else raw.strip()
+            gold = gold_for(raw, spec.answer_type)
         except ValueError as e:
-            raise DataError(f"{at}: field '{f.answer}': {e}") from None
+            if lenient_after is not None and len(out) >= lenient_after:
+                gold = str(raw)
+            elif spec.on_invalid == "skip":
+                if skipped is not None:
+                    skipped.append((lineno, f"field '{f.answer}': {e}"))
+                continue
+            else:
+                raise DataError(f"{at}: field '{f.answer}': {e} (answer_type: {spec.answer_type}; "
+                                "on_invalid: skip drops such rows)") from None
         ident = str(_field(row, f.id, at, "id")) if f.id else None
         question = " ".join(parts)
         qid = f"{name}-{ident}" if ident else _qid(name, question)
@@ -210,26 +235,34 @@ def _raw_rows(path: Path) -> Iterable[tuple[int, dict]]:
     return iter_objects(path)
 
 
-def load_custom(name: str, spec: EvalSetConfig) -> list[Problem]:
-    """A user's evaluation set from its JSONL file (or the hub), limited to `spec.limit` rows."""
+def load_custom(name: str, spec: EvalSetConfig, full: bool = False, skipped: Skipped | None = None
+                ) -> list[Problem]:
+    """A user's evaluation set from its JSONL file (or the hub): its first `spec.limit` usable rows, reading
+    no further; `full` reads every row (for the leakage check), grading-checked up to the limit."""
+    limit = None if full else spec.limit
+    lenient = spec.limit if full else None
     if spec.path is not None:
-        problems = problems_from_rows(_raw_rows(Path(spec.path)), name, spec, spec.path)
+        problems = problems_from_rows(_raw_rows(Path(spec.path)), name, spec, spec.path, skipped, limit, lenient)
     else:  # pragma: no cover - needs a network
         from datasets import load_dataset
 
         ds = load_dataset(spec.hub, spec.hub_config, split=spec.split)
         problems = problems_from_rows(((i, dict(r)) for i, r in enumerate(ds, 1)), name, spec,
-                                      f"hub:{spec.hub}/{spec.split}")
+                                      f"hub:{spec.hub}/{spec.split}", skipped, limit, lenient)
     if not problems:
-        raise DataError(f"{spec.path or spec.hub}: evaluation set {name!r} has no rows")
-    return problems[: spec.limit] if spec.limit is not None else problems
+        raise DataError(f"{spec.path or spec.hub}: evaluation set {name!r} has no usable rows")
+    return problems
 
 
 def load_eval_set(name: str, spec: int | None | EvalSetConfig, source: str = "bundled",
-                  data_dir: str | Path = "data", full: bool = False) -> list[Problem]:
+                  data_dir: str | Path = "data", full: bool = False, skipped: Skipped | None = None
+                  ) -> list[Problem]:
     """One entry of `data.eval_sets`: a bundled split with a subset size, or a user's declared set."""
     if isinstance(spec, EvalSetConfig):
-        return load_custom(name, spec.model_copy(update={"limit": None}) if full else spec)
+        return load_custom(name, spec, full, skipped)
+    if name not in SPLITS:
+        raise DataError(f"data.eval_sets: unknown bundled evaluation set {name!r}; bundled sets are "
+                        f"{', '.join(SPLITS)} (or declare your own with path: or hub:)")
     return load_split(name, source, data_dir, None if full else spec)
 
 

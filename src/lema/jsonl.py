@@ -45,13 +45,18 @@ def iter_objects(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             yield lineno, obj
 
 
-def iter_jsonl(path: str | os.PathLike, model: type[M]) -> Iterator[M]:
+def iter_numbered(path: str | os.PathLike, model: type[M]) -> Iterator[tuple[int, M]]:
+    """(line number, validated row) for each non-blank line."""
     path = Path(path)
     for lineno, obj in iter_objects(path):
         try:
-            yield model.model_validate(obj)
+            yield lineno, model.model_validate(obj)
         except ValidationError as e:
             raise DataError(f"{path}:{lineno}: {_describe(e)}") from None
+
+
+def iter_jsonl(path: str | os.PathLike, model: type[M]) -> Iterator[M]:
+    return (row for _, row in iter_numbered(path, model))
 
 
 def read_jsonl(path: str | os.PathLike, model: type[M]) -> list[M]:

@@ -60,6 +60,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise FileNotFoundError(f"config file not found: {path}") from None
         except yaml.YAMLError as e:
             raise ValueError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    base_dir = Path(path).resolve().parent if path else Path.cwd()
+    _absolute_eval_paths(data, base_dir)  # the file's relative eval-set paths: against the file's directory
     set_train: dict[str, Any] = {}
     for dotted, value in (overrides or {}).items():
         node = data
@@ -72,12 +76,31 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             for p in parents[1:]:
                 t = t.setdefault(p, {})
             t[leaf] = value
+    _absolute_eval_paths(data, Path.cwd())  # what --set added: against the working directory
     return config_from_dict(data, Path(path).resolve().parent if path else None, str(path or "<defaults>"),
-                            explicit_train=set_train)
+                            explicit_train=set_train, overrides=overrides)
+
+
+def _absolute_eval_paths(data: dict[str, Any], base: Path) -> None:
+    """Relative `data.eval_sets.<name>.path` values made absolute against `base`, so that every engine (stages
+    run in the run dir, DVC, Kubeflow) reads the same file; DVC params then carry the absolute path."""
+    sets = (data.get("data") or {}).get("eval_sets") if isinstance(data.get("data"), dict) else None
+    for spec in (sets or {}).values() if isinstance(sets, dict) else ():
+        if isinstance(spec, dict) and isinstance(spec.get("path"), str) and not Path(spec["path"]).is_absolute():
+            spec["path"] = str((base / spec["path"]).resolve())
+
+
+def _blame(loc: str, where: str, overrides: dict[str, Any] | None) -> str:
+    """`--set KEY=VALUE` when the bad field came from an override, else the config file."""
+    for key, value in (overrides or {}).items():
+        if loc == key or loc.startswith(key + ".") or key.startswith(loc + "."):
+            return f"--set {key}={value!r}" if not isinstance(value, str) else f"--set {key}={value}"
+    return where
 
 
 def config_from_dict(data: dict[str, Any], base_dir: Path | None = None, where: str = "<config>",
-                     explicit_train: dict[str, Any] | None = None) -> Config:
+                     explicit_train: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
+                     ) -> Config:
     """Validate a config mapping, resolving `train.recipe` (relative to cwd, then to base_dir).
 
     With a recipe, the mapping's `train:` keys override it only where they differ from the defaults;
@@ -91,5 +114,8 @@ def config_from_dict(data: dict[str, Any], base_dir: Path | None = None, where: 
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        lines = [f"{where}: field '{'.'.join(map(str, x['loc']))}': {x['msg']}" for x in e.errors()]
+        lines = []
+        for x in e.errors():
+            loc = ".".join(map(str, x["loc"]))
+            lines.append(f"{_blame(loc, where, overrides)}: field '{loc}': {x['msg'].removeprefix('Value error, ')}")
         raise ValueError("invalid config\n" + "\n".join(lines)) from None

@@ -7,15 +7,23 @@ Secrets never live here: API keys come from the environment only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lema.lab.config import LabConfig  # the lab's own settings, usable without the rest of lema
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# Value ranges, checked when the config loads (before any stage runs).
+Pos = Annotated[int, Field(ge=1)]
+NonNeg = Annotated[int, Field(ge=0)]
+PosF = Annotated[float, Field(gt=0)]
+NonNegF = Annotated[float, Field(ge=0)]
+Share = Annotated[float, Field(ge=0, le=1)]
 
 
 class EvalFields(_Strict):
@@ -36,8 +44,11 @@ class EvalSetConfig(_Strict):
     hub_config: str | None = None
     split: str = "test"
     fields: EvalFields = EvalFields()
-    answer_type: Literal["numeric", "latex"] = "numeric"  # numeric: graded by the exact number rule
-    limit: int | None = None
+    # numeric: the number rule (lema.grading.numbers); latex: math-verify; time: minutes since midnight;
+    # text: casefolded, whitespace collapsed
+    answer_type: Literal["numeric", "latex", "time", "text"] = "numeric"
+    on_invalid: Literal["error", "skip"] = "error"  # skip: drop rows whose gold is unusable, counted and reported
+    limit: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -50,25 +61,53 @@ class DataConfig(_Strict):
     source: Literal["bundled", "hub"] = "bundled"
     dir: str = "data"
     train_tasks: list[Literal["gsm8k", "math"]] = ["gsm8k"]
-    train_limit: int | None = 300
+    train_limit: Pos | None = 300
     # bundled split -> subset size (None = all), or name -> EvalSetConfig for a user's own set
-    eval_sets: dict[str, int | None | EvalSetConfig] = {"gsm8k/test": 200, "math500/test": 50}
+    eval_sets: dict[str, Pos | None | EvalSetConfig] = {"gsm8k/test": 200, "math500/test": 50}
+
+    @field_validator("eval_sets", mode="before")
+    @classmethod
+    def _declared_sets(cls, v):
+        """Each declared set validated on its own, so an error names the set and its key, not pydantic's union."""
+        if not isinstance(v, dict):
+            return v
+        out, errors = {}, []
+        for name, spec in v.items():
+            if isinstance(spec, dict):
+                try:
+                    out[name] = EvalSetConfig.model_validate(spec)
+                except ValidationError as e:
+                    keys = ", ".join(EvalSetConfig.model_fields)
+                    for x in e.errors():
+                        where = ".".join(str(p) for p in x["loc"])
+                        msg = x["msg"].removeprefix("Value error, ")
+                        if x["type"] == "extra_forbidden":
+                            msg = f"unknown key (an evaluation set has {keys})"
+                        errors.append(f"eval set '{name}'" + (f", key '{where}'" if where else "") + f": {msg}")
+            elif spec is None or (isinstance(spec, int) and not isinstance(spec, bool) and spec >= 1):
+                out[name] = spec
+            else:
+                errors.append(f"eval set '{name}': expected a number of questions (>= 1), null (all) or a "
+                              f"declaration with path: or hub:, got {spec!r}")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return out
 
 
 class BaseModelConfig(_Strict):
     """The embedded default model, built from scratch (no hub here)."""
 
-    vocab_size: int = 2048
-    hidden_size: int = 192
-    num_layers: int = 4
-    num_heads: int = 3
-    intermediate_size: int = 768
-    max_length: int = 384
-    pretrain_steps: int | None = 300       # fixed step budget: the same config gives the same model
+    vocab_size: Pos = 2048
+    hidden_size: Pos = 192
+    num_layers: Pos = 4
+    num_heads: Pos = 3
+    intermediate_size: Pos = 768
+    max_length: Pos = 384
+    pretrain_steps: Pos | None = 300       # fixed step budget: the same config gives the same model
     pretrain_minutes: float | None = None  # optional wall-clock cap (not reproducible across machines)
-    pretrain_max_epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 2e-3
+    pretrain_max_epochs: Pos = 30
+    batch_size: Pos = 32
+    learning_rate: PosF = 2e-3
     corpus: list[str] = ["gsm8k/train"]
 
 
@@ -78,12 +117,12 @@ class GeneratorConfig(_Strict):
     name: str
     model: str = "base"  # "base" = the embedded default built by `lema base-model`
     backend: Literal["vllm", "openai", "transformers"] = "vllm"
-    n: int = 4
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_tokens: int = 256
+    n: Pos = 4
+    temperature: NonNegF = 0.8
+    top_p: Annotated[float, Field(gt=0, le=1)] = 0.95
+    max_tokens: Pos = 256
     stop: list[str] = ["\nQuestion:"]
-    shots: int = 0
+    shots: NonNeg = 0
     base_url: str | None = None  # openai backend; the key is always OPENAI_API_KEY
 
 
@@ -111,12 +150,12 @@ class CorrectorConfig(_Strict):
     api: Literal["chat", "completions"] = "chat"
     temperature: float = 0.7
     top_p: float = 1.0
-    max_tokens: int = 768
+    max_tokens: Pos = 768
     shots: int = 2
-    n: int = 3  # attempts per wrong path; the first that validates is kept
-    concurrency: int = 32
-    timeout_s: float = 60.0
-    max_retries: int = 6
+    n: Pos = 3  # attempts per wrong path; the first that validates is kept
+    concurrency: Pos = 32
+    timeout_s: PosF = 60.0
+    max_retries: NonNeg = 6
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     prices: dict[str, PriceConfig] = {"gpt-4o": PriceConfig(input=2.5, output=10.0),
@@ -129,25 +168,25 @@ class CorrectorConfig(_Strict):
 
 
 class ValidateConfig(_Strict):
-    min_pass_rate: float = 0.0
-    leakage_ngram: int = 8           # word n-grams compared against every evaluation question
-    leakage_threshold: float = 0.5   # max share of a training question's n-grams found in one eval question
+    min_pass_rate: Share = 0.0
+    leakage_ngram: Pos = 8           # word n-grams compared against every evaluation question
+    leakage_threshold: Share = 0.5   # max share of a training question's n-grams found in one eval question
     data_docs: bool = True
 
 
 class SFTConfigModel(_Strict):
-    cot_limit: int | None = 2000  # training questions whose reference solutions form the CoT data
+    cot_limit: NonNeg | None = 2000  # training questions whose reference solutions form the CoT data
     include_right_paths: bool = False
-    correction_fraction: float = 1.0  # share of validated corrections mixed into the LeMa set
-    cot_repeats: int = 1
+    correction_fraction: Share = 1.0  # share of validated corrections mixed into the LeMa set
+    cot_repeats: Pos = 1
     explanations: bool = True
 
 
 class LoraConfigModel(_Strict):
     enabled: bool = False
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
+    r: Pos = 16
+    alpha: Pos = 32
+    dropout: Share = 0.05
     target_modules: str | list[str] = "all-linear"
 
 
@@ -156,40 +195,43 @@ class TrainConfig(_Strict):
 
     recipe: str | None = None
     model: str = "base"
-    epochs: float = 2.0
-    max_steps: int = -1                   # > 0 overrides epochs (the paper: 1000 steps)
-    learning_rate: float = 5e-4
+    epochs: PosF = 2.0
+    max_steps: Annotated[int, Field(ge=-1)] = -1                   # > 0 overrides epochs (the paper: 1000 steps)
+    learning_rate: PosF = 5e-4
     learning_rate_large: float | None = None  # used instead when the model has >= large_model_params_b
     large_model_params_b: float = 34.0
-    batch_size: int = 16                  # per device
-    global_batch_size: int | None = None  # sets gradient accumulation: global / (per device x devices)
-    grad_accum: int = 1
-    max_length: int = 512
+    batch_size: Pos = 16                  # per device
+    global_batch_size: Pos | None = None  # sets gradient accumulation: global / (per device x devices)
+    grad_accum: Pos = 1
+    max_length: Pos = 512
     max_source_length: int | None = None  # prompt tokens kept (paper: 512 GSM8K, 768 MATH)
     max_target_length: int | None = None  # completion tokens kept
-    warmup_ratio: float = 0.05
+    warmup_ratio: Share = 0.05
     lr_scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    logging_steps: int = 5
+    weight_decay: NonNegF = 0.0
+    max_grad_norm: PosF = 1.0
+    logging_steps: Pos = 5
     bf16: bool = False
     gradient_checkpointing: bool = False
     quantization: Literal["none", "nf4"] = "none"  # nf4 = QLoRA (bitsandbytes, CUDA only)
     double_quant: bool = True
     packing: bool = False                 # pack examples into max_length blocks
     packing_strategy: Literal["bfd", "bfd_split", "wrapped"] = "wrapped"  # bfd implies padding-free (FlashAttention)
-    save_steps: int | None = None         # checkpoint every N steps (default: every epoch)
+    save_steps: Pos | None = None         # checkpoint every N steps (default: every epoch)
     mixture: dict[str, float] = {"cot": 1.0, "correction": 1.0}  # sampling weight per SFT example kind
     lora: LoraConfigModel = LoraConfigModel()
 
 
 class EvaluateConfig(_Strict):
     backend: Literal["vllm", "openai", "transformers"] = "vllm"
-    max_tokens: int = 256
-    shots: int = 0
+    max_tokens: Pos = 256
+    shots: NonNeg = 0
     stop: list[str] = ["\nQuestion:"]
-    samples: int = 0            # k > 0 adds maj@k and pass@k from k sampled answers per question
-    sample_temperature: float = 0.7
+    samples: NonNeg = 0            # k > 0 adds maj@k and pass@k from k sampled answers per question
+    sample_temperature: NonNegF = 0.7
+    # The decimal rule (lema.grading.numbers): a decimal answer printed with at least this many decimals
+    # matches a longer decimal gold rounded to them; null = exact only (fractions still round to the gold).
+    min_decimals: Pos | None = 2
 
 
 class RegisterConfig(_Strict):
@@ -197,13 +239,13 @@ class RegisterConfig(_Strict):
     experiment: str = "lema"
     model_name: str = "lema-math-reasoner"
     primary_metric: str = "gsm8k/test"
-    alpha: float = 0.05          # significance level for moving `champion`
-    min_questions: int = 1       # shared questions needed before a comparison counts
-    min_accuracy: float = 0.0    # Kubeflow gate: register only if the better model reaches this on primary_metric
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05          # significance level for moving `champion`
+    min_questions: Pos = 1       # shared questions needed before a comparison counts
+    min_accuracy: Share = 0.0    # Kubeflow gate: register only if the better model reaches this on primary_metric
 
 
 class VLLMConfig(_Strict):
-    gpu_memory_utilization: float = 0.2  # on the CPU build this is a share of host memory
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.2  # on the CPU build this is a share of host memory
     # Explicit KV-cache size.  On CPU, vLLM otherwise subtracts this process's whole RSS (e.g. a model
     # trained earlier in the same `lema run`) from its share and can end up with nothing.  None = auto.
     kv_cache_gib: float | None = 1.0

@@ -1,27 +1,32 @@
-"""Final-answer extraction and grading for GSM8K-style and MATH-style outputs.
+"""Final-answer extraction and grading for GSM8K-style, MATH-style, time and text answers.
 
 Extraction is deliberately tolerant: it must work on outputs of models we did
 not train (markdown, ``\\boxed{}``, "#### 72", "Final Answer: ..."), because
 users grade other models' files with ``lema grade``.  MATH equivalence goes
 through ``math-verify`` (symbolic), behind a cheap normalised-string check.
 
-Numeric rule (GSM8K, SVAMP, any ``answer_type: numeric`` set): numbers are read
-as exact fractions, so integers and finite decimals must be *equal* ("1,379,134"
-is not 1,379,135; "3.50" is 3.5).  The one tolerance: when the prediction is a
-non-terminating fraction (1/3, 2/7) and the gold is a finite decimal, the gold
-is taken to be that value rounded, and they match when rounding the prediction
-half-up to the gold's number of decimal places gives the gold (1/3 vs 0.33
-or 0.333, never vs 0.34).  A decimal prediction is never rounded to match.
+Numbers (GSM8K, SVAMP, any ``answer_type: numeric`` set) are read by the one
+reader in ``lema.grading.numbers`` (its docstring states the number rule and the
+decimal rule).  ``time`` answers compare as minutes since midnight, ``text``
+answers casefolded with whitespace collapsed.
 """
 
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 
-# A number as written in prose: optional sign, optional currency, thousands
-# separators, decimals.  "-$1,200.50", "$-3", ".5", "1 200" is not supported.
-_NUM_RE = re.compile(r"(?<![\w.])" + r"([-−]?\s?\$?\s?[-−]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+))(?:\s*/\s*(\d+))?")
+from lema.grading.numbers import (
+    AS_FRACTION,
+    DEFAULT_MIN_PLACES,
+    NotANumber,
+    format_number,
+    numbers_equal,
+    printed_numbers,
+    read_gold,
+    strip_markup,
+)
+from lema.grading.numbers import numbers_in as _numbers_in
+
 _ANSWER_CUE = re.compile(
     r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=|should\s+be|would\s+be)?\s*[:=]?",
     re.IGNORECASE,
@@ -52,76 +57,24 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def parse_number(raw: str, denom: str | None = None) -> Fraction | None:
-    """Exact value of one number as written ("-$1,200.50", "3", "0.5") optionally over a denominator."""
-    s = raw.replace("−", "-").replace("$", "").replace(",", "").replace(" ", "")
-    neg = s.count("-") % 2 == 1
-    s = s.replace("-", "")
-    if not s or s == ".":
-        return None
-    try:
-        value = Fraction(s)
-        if denom:
-            if int(denom) == 0:
-                return None
-            value /= int(denom)
-    except (ValueError, ZeroDivisionError):
-        return None
-    return -value if neg else value
-
-
-def _clean_number(raw: str, denom: str | None = None) -> str | None:
-    value = parse_number(raw, denom)
-    return None if value is None else format_number(value)
-
-
-def _terminating_places(den: int) -> int | None:
-    """Decimal places needed to write 1/den exactly, or None when it never terminates."""
-    twos = fives = 0
-    while den % 2 == 0:
-        den //= 2
-        twos += 1
-    while den % 5 == 0:
-        den //= 5
-        fives += 1
-    return max(twos, fives) if den == 1 else None
-
-
-def format_number(value: Fraction) -> str:
-    """Exact canonical text: "72", "-3.5", "0.0000001", or "1/3" when no finite decimal exists."""
-    places = _terminating_places(value.denominator)
-    if places is None:
-        return f"{value.numerator}/{value.denominator}"
-    if places == 0:
-        return str(value.numerator)
-    scaled = abs(value.numerator) * 10**places // value.denominator
-    digits = str(scaled).rjust(places + 1, "0")
-    return ("-" if value < 0 else "") + digits[:-places] + "." + digits[-places:]
-
-
 def numbers_in(text: str) -> list[str]:
     """All numbers in prose, normalised exactly ("$1,200.50" -> "1200.5", "3/4" -> "0.75", "1/3" -> "1/3")."""
-    out = []
-    for m in _NUM_RE.finditer(text):
-        value = _clean_number(m.group(1), m.group(2))
-        if value is not None:
-            out.append(value)
-    return out
+    return [format_number(v) for v in _numbers_in(text)]
+
+
+def _printed(text: str) -> list[str]:
+    """Numbers as printed, normalised: "3.50" keeps its decimals, "3/4" stays a fraction, "$1,200" -> "1200"."""
+    return [f"{v.numerator}/{v.denominator}" if places == AS_FRACTION and v.denominator != 1
+            else format_number(v, places) for v, places in printed_numbers(text)]
 
 
 def _first_number(text: str) -> str | None:
-    nums = numbers_in(text)
+    nums = _printed(text)
     return nums[0] if nums else None
 
 
-def _strip_markup(text: str) -> str:
-    text = re.sub(r"\\text\{([^{}]*)\}", r"\1", text)
-    text = re.sub(r"\\(?:d|t)?frac\{(\d+)\}\{(\d+)\}", r"\1/\2", text)
-    return text.replace("**", "").replace("\\$", "$").replace("\\%", "%").replace("\\!", "").replace("{,}", ",")
-
-
 def extract_gsm8k(text: str) -> str | None:
-    text = _strip_markup(text)
+    text = strip_markup(text)
     m = list(re.finditer(r"####\s*([^\n]*)", text))
     if m:
         value = _first_number(m[-1].group(1))
@@ -138,7 +91,7 @@ def extract_gsm8k(text: str) -> str | None:
         value = _first_number(tail)
         if value is not None:
             return value
-    nums = numbers_in(text)
+    nums = _printed(text)
     return nums[-1] if nums else None
 
 
@@ -162,13 +115,78 @@ def extract_math(text: str) -> str | None:
     return ans or None
 
 
+def _answer_span(text: str) -> str:
+    """The part of a solution that states its final answer: "#### x", \\boxed{x}, the text after the last
+    answer cue (to the end of its line), else the last non-empty line."""
+    m = list(re.finditer(r"####\s*([^\n]*)", text))
+    if m:
+        return m[-1].group(1)
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    cues = list(_ANSWER_CUE.finditer(text))
+    if cues:
+        return text[cues[-1].end():].split("\n", 1)[0]
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+_TIME = re.compile(r"(?<![\d:])(\d{1,2})(?::(\d{2}))?\s*(?:([ap])\.?\s?m\b\.?)?(?![\d:])", re.IGNORECASE)
+
+
+def read_time(text: str, whole: bool = False) -> tuple[int, bool] | None:
+    """(minutes since midnight, meridiem given) of the last time in `text` ("5:45", "3:30 p.m.", "7 am",
+    "noon"); with `whole`, `text` must be one time and nothing else."""
+    t = text.strip().rstrip(".").strip()
+    low = t.lower()
+    if low in ("noon", "midday", "12 noon"):
+        return 720, True
+    if low == "midnight":
+        return 0, True
+    found = []
+    for m in _TIME.finditer(t):
+        if m.group(2) is None and m.group(3) is None:
+            continue  # a bare number is not a time
+        h, mins, mer = int(m.group(1)), int(m.group(2) or 0), (m.group(3) or "").lower()
+        if mins > 59 or h > 23 or (mer and not 1 <= h <= 12):
+            continue
+        if mer:
+            h = h % 12 + (12 if mer == "p" else 0)
+        found.append((m, (h * 60 + mins, bool(mer))))
+    if not found:
+        return None
+    if whole:
+        m, value = found[-1]
+        return value if len(found) == 1 and m.group(0).strip() == t.strip() else None
+    return found[-1][1]
+
+
+def format_time(value: tuple[int, bool]) -> str:
+    """"15:30" for a time with a meridiem, "3:30" (12-hour, ambiguous) without."""
+    minutes, mer = value
+    return f"{minutes // 60:02d}:{minutes % 60:02d}" if mer else f"{minutes // 60}:{minutes % 60:02d}"
+
+
+def normalize_text(text: str) -> str:
+    """Casefolded, whitespace collapsed, surrounding quotes, markup and punctuation removed."""
+    s = re.sub(r"\\text\{([^{}]*)\}", r"\1", text).replace("**", "")
+    s = " ".join(s.casefold().split())
+    return s.strip(" \t.,;:!?\"'`$")
+
+
 def extract_answer(text: str, task: str) -> str | None:
     """The final answer a solution text commits to, or None when it commits to none."""
     if task in ("gsm8k", "lab"):
         return extract_gsm8k(text)
     if task == "math":
         return extract_math(text)
-    raise ValueError(f"unknown task {task!r} (expected gsm8k, math or lab)")
+    if task == "time":
+        span = _answer_span(text)
+        value = read_time(span) or read_time(text)
+        return format_time(value) if value else None
+    if task == "text":
+        return normalize_text(strip_markup(_answer_span(text))) or None
+    raise ValueError(f"unknown task {task!r} (expected gsm8k, math, time, text or lab)")
 
 
 def normalize_math(ans: str) -> str:
@@ -218,42 +236,34 @@ def math_verify_grade(text: str, gold: str, timeout: int = 5) -> bool:
         return False
 
 
-def answers_equal(pred: str | None, gold: str, task: str, timeout: int = 5) -> bool:
+def answers_equal(pred: str | None, gold: str, task: str, timeout: int = 5,
+                  min_places: int | None = DEFAULT_MIN_PLACES) -> bool:
     if pred is None:
         return False
     if task in ("gsm8k", "lab"):
-        p, g = _clean_or_none(pred), _clean_or_none(gold)
-        if p is None or g is None:
+        nums = printed_numbers(pred)
+        try:
+            g = read_gold(gold)
+        except NotANumber:
             return pred.strip() == gold.strip()
-        return numbers_equal(_as_fraction(p), _as_fraction(g), gold_places(g))
+        return bool(nums) and numbers_equal(nums[0][0], g, min_places, nums[0][1])
+    if task == "time":
+        p, g = read_time(pred), read_time(gold)
+        if p is None or g is None:
+            return False
+        day = 1440 if p[1] and g[1] else 720  # without a.m./p.m. on either side, 3:30 is 3:30 or 15:30
+        return p[0] % day == g[0] % day
+    if task == "text":
+        a, b = normalize_text(pred), normalize_text(gold)
+        if a == b:
+            return True
+        try:
+            return numbers_equal(read_gold(pred), read_gold(gold), min_places)
+        except NotANumber:
+            return False
     if normalize_math(pred) == normalize_math(gold):
         return True
     return _math_verify_equal(pred, gold, timeout)
-
-
-def _as_fraction(canonical: str) -> Fraction:
-    return Fraction(canonical)  # Fraction reads both "0.75" and "1/3" exactly
-
-
-def gold_places(canonical: str) -> int:
-    """Decimal places the gold is written with ("0.33" -> 2); 0 for integers and fractions."""
-    return len(canonical.split(".", 1)[1]) if "." in canonical else 0
-
-
-def numbers_equal(pred: Fraction, gold: Fraction, places: int) -> bool:
-    """The numeric rule (module docstring): exact, except a non-terminating prediction vs a rounded gold."""
-    if pred == gold:
-        return True
-    if places == 0 or _terminating_places(pred.denominator) is not None:
-        return False
-    scale = 10**places
-    rounded = Fraction(int(abs(pred) * scale + Fraction(1, 2)), scale)
-    return (rounded if pred >= 0 else -rounded) == gold
-
-
-def _clean_or_none(s: str) -> str | None:
-    nums = numbers_in(_strip_markup(s))
-    return nums[0] if nums else None
 
 
 def is_correct(text: str, gold_answer: str, task: str, timeout: int = 5) -> bool:

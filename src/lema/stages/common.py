@@ -74,11 +74,13 @@ def round_generators(cfg: Config, rnd: int = 1) -> list[GeneratorConfig]:
             for g in cfg.generators]
 
 
-def eval_sets(cfg: Config, full: bool = False):
-    """Evaluation problems per set; `full` ignores the configured subset sizes (for leakage checks)."""
+def eval_sets(cfg: Config, full: bool = False, skipped: dict[str, list] | None = None):
+    """Evaluation problems per set; `full` ignores the configured subset sizes (for leakage checks);
+    rows dropped by a set's `on_invalid: skip` are listed in `skipped[name]` as (line, why)."""
     from lema.data import load_eval_set
 
-    return {name: load_eval_set(name, spec, cfg.data.source, cfg.data.dir, full)
+    skipped = {} if skipped is None else skipped
+    return {name: load_eval_set(name, spec, cfg.data.source, cfg.data.dir, full, skipped.setdefault(name, []))
             for name, spec in cfg.data.eval_sets.items()}
 
 

@@ -14,8 +14,10 @@ def run(cfg: Config, variant: str, rnd: int = 1) -> StageReport:
     backend = backend_for(cfg, cfg.evaluate.backend, str(p.model(variant)))
     try:
         e = cfg.evaluate
-        return run_evaluate(backend, variant, eval_sets(cfg), p.eval(variant), max_tokens=e.max_tokens,
+        skipped: dict[str, list] = {}
+        sets = eval_sets(cfg, skipped=skipped)
+        return run_evaluate(backend, variant, sets, p.eval(variant), max_tokens=e.max_tokens,
                             shots=e.shots, stop=e.stop, samples=e.samples, sample_temperature=e.sample_temperature,
-                            seed=cfg.seed)
+                            seed=cfg.seed, min_decimals=e.min_decimals, skipped=skipped)
     finally:
         backend.close()
