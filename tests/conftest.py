@@ -79,8 +79,10 @@ def changed_value(value, key: str = ""):
         return "hub"
     if isinstance(value, bool):
         return not value
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
         return value + 1
+    if isinstance(value, float):  # halved: shares and probabilities stay in range
+        return value / 2 if value else 0.5
     if isinstance(value, str):
         return value + "-changed"
     if isinstance(value, list):
