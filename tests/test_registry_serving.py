@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -177,7 +178,9 @@ def test_served_champion_answers_as_evaluate_recorded_under_params(registered):
     champ = report.details["champion"]
     rows = read_raw(paths(cfg).eval(champ) / "rows.jsonl")
     port = free_port()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    # as from an activated venv: MLflow's scoring server execs `uvicorn` from PATH
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri,
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
                              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
