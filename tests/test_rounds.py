@@ -148,7 +148,8 @@ def test_two_rounds_end_to_end_with_lineage(tmp_path):
     assert champ["round"] == 2 and champ["champion_round"] == "1"
     # round 2 sampled with that champion, on questions round 1 never saw
     p1, p2 = read_jsonl(one.collect / "paths.jsonl", SampledPath), read_jsonl(two.collect / "paths.jsonl", SampledPath)
-    assert {p.model for p in p2} == {str(two.generator / "model")}
+    # the run dir's project is portable: the model is named relative to it
+    assert {str(run_dir / p.model) for p in p2} == {str(two.generator / "model")}
     assert not {p.id for p in p1} & {p.id for p in p2}
     # round 2 trains on every round's validated corrections
     valid = read_jsonl(one.validate / "valid.jsonl", Correction) + read_jsonl(two.validate / "valid.jsonl", Correction)
