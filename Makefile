@@ -62,17 +62,18 @@ locks: $(TOOLS_STAMP)
 	  --overrides images/locks/cpu-overrides.txt --python-version 3.11 $(LOCK_FLAGS) $(UV_INDEX_ARGS) \
 	  -o requirements.lock
 	$(UV) pip compile -q pyproject.toml images/locks/cuda.in --extra vllm --extra qlora --extra ops \
-	  --python-version 3.12 $(LOCK_FLAGS) $(UV_INDEX_ARGS) -o requirements-cuda.lock.new
+	  --python-version 3.11 $(LOCK_FLAGS) $(UV_INDEX_ARGS) -o requirements-cuda.lock.new
 	@# Compiled fresh: with the old CUDA lock as preferences uv 0.13.8 can fail to find a torchvision wheel.
 	mv requirements-cuda.lock.new requirements-cuda.lock
 	@sed -i '1i # CPU environment and images/Dockerfile.cpu: `make locks` (uv pip compile of pyproject.toml [ops,test] + images/locks/cpu.in).\n# torchvision/torchaudio/torchcodec are dropped on purpose (images/locks/cpu-overrides.txt).' requirements.lock
-	@sed -i '1i # images/Dockerfile.cuda (linux x86_64, CUDA, Python 3.12): `make locks` (uv pip compile of pyproject.toml [vllm,qlora,ops] + images/locks/cuda.in).' requirements-cuda.lock
+	@sed -i '1i # images/Dockerfile.cuda (linux x86_64, CUDA, Python 3.11): `make locks` (uv pip compile of pyproject.toml [vllm,qlora,ops] + images/locks/cuda.in).' requirements-cuda.lock
 
 # ---- container images (README "Containers"); tags from src/lema/orchestration/images.py (lock + source hashes) ----
 IMAGE_TAG = $(shell $(PYTHON) src/lema/orchestration/images.py $(1))
-# CUDA base: any image with python3.12 (+ venv) and the NVIDIA container hooks, e.g. nvidia/cuda:13.0.0-base-ubuntu24.04
-# with python3.12 installed, or your registry's copy of it.
-CUDA_BASE ?= nvidia/cuda:13.0.0-base-ubuntu24.04
+# CUDA base: any Debian/Ubuntu image whose apt has python3.11 (the CUDA lock's Python); the CUDA libraries come
+# with the torch/nvidia wheels and the NVIDIA runtime injects the driver.  Default: the offline Debian base.
+# With a registry: make image-cuda CUDA_BASE=debian:bookworm-slim (or your mirror of it).
+CUDA_BASE ?= $(call IMAGE_TAG,lema-base)
 
 image-tags:
 	@$(PYTHON) src/lema/orchestration/images.py
@@ -86,7 +87,7 @@ images: base-image
 	PYTHON=$(PYTHON) images/build.sh lema-s3
 	PYTHON=$(PYTHON) images/build.sh lema-postgres
 
-image-cuda:
+image-cuda: $(if $(filter lema-base:%,$(CUDA_BASE)),base-image)
 	PYTHON=$(PYTHON) BASE_IMAGE=$(CUDA_BASE) images/build.sh lema-cuda
 
 # The production services as containers (infra/compose): PostgreSQL, S3 (moto), MLflow, vLLM; waits for health.
