@@ -1,15 +1,19 @@
-"""The Kubeflow pipeline on the tiny config under kfp.local's SubprocessRunner and DockerRunner, side by side in one
-run (same machine, same moment), plus the images' sizes and a cached rebuild of lema-cpu.
+"""Containers, measured side by side in one invocation: the Kubeflow pipeline on the tiny config under kfp.local's
+SubprocessRunner and DockerRunner (alternated, so both see the same machine load), the images' build times (cold:
+`docker build --no-cache`, none of that image's build cache used; cached: the same build again) and their sizes.
 
-    .venv/bin/python bench/containers.py [--repeats 1] [--shards 2]
+    .venv/bin/python bench/containers.py [--repeats 1] [--shards 2] [--build lema-cpu lema-cuda] [--cold lema-cuda]
 
-Needs a Docker daemon and the images (`make images`).  Prints one JSON object.
+--build: images timed through images/build.sh (default lema-cpu, which the docker runner needs); --cold: those of
+them built with --no-cache first (minutes to an hour each); --no-runs: builds and sizes only.  Needs a Docker
+daemon and the base image (`make base-image`).  Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,37 +22,56 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src")]
+# The runs import lema from this tree (an editable install elsewhere must not answer for it).
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
 
 
-def timed(cmd: list[str], **kw) -> float:
+def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, **kw)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=ENV)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return round(time.perf_counter() - start, 1)
 
 
+def image_size(name: str) -> str | None:
+    from lema.orchestration.images import tag
+
+    out = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", tag(name)], capture_output=True,
+                         text=True)
+    return f"{int(out.stdout) / 1e9:.2f} GB" if out.returncode == 0 else None
+
+
 def main() -> None:
-    from lema.orchestration.images import IMAGES, tag
+    from lema.orchestration.images import IMAGES
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--build", nargs="*", default=["lema-cpu"], choices=list(IMAGES))
+    ap.add_argument("--cold", nargs="*", default=[], choices=list(IMAGES))
+    ap.add_argument("--no-runs", action="store_true")
     args = ap.parse_args()
-    sizes = {}
-    for name in IMAGES:
-        out = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", tag(name)], capture_output=True,
-                             text=True)
-        if out.returncode == 0:
-            sizes[name] = f"{int(out.stdout) / 2**30:.2f} GiB"
-    cached = timed([str(ROOT / "images" / "build.sh"), "lema-cpu"], cwd=ROOT)
-    runs: dict[str, list[float]] = {"subprocess": [], "docker": []}
-    for _ in range(args.repeats):
-        for runner in runs:  # alternate, so both see the same machine load
-            with tempfile.TemporaryDirectory() as d:
-                runs[runner].append(timed([sys.executable, "-m", "lema", "pipeline", "run", "--local", "--runner",
-                                           runner, "--config", "configs/tiny.yaml", "--shards", str(args.shards),
-                                           "--pipeline-root", d], cwd=ROOT))
-    print(json.dumps({"image_sizes": sizes, "cached_rebuild_s": cached, "pipeline_wall_s": runs,
-                      "docker_over_subprocess": round(min(runs["docker"]) / min(runs["subprocess"]), 2)}, indent=1))
+    result: dict = {"load_avg_start": os.getloadavg()[0], "build_s": {}}
+    build = str(ROOT / "images" / "build.sh")
+    for name in args.build:
+        times = result["build_s"][name] = {}
+        if name in args.cold:
+            times["cold"] = timed([build, name, "--no-cache"])
+        times["cached"] = timed([build, name])
+    result["image_sizes"] = {name: size for name in IMAGES if (size := image_size(name))}
+    if not args.no_runs:
+        runs: dict[str, list[float]] = {"subprocess": [], "docker": []}
+        for _ in range(args.repeats):
+            for runner in runs:  # alternate, so both see the same machine load
+                with tempfile.TemporaryDirectory() as d:
+                    runs[runner].append(timed([sys.executable, "-m", "lema", "pipeline", "run", "--local", "--runner",
+                                               runner, "--config", "configs/tiny.yaml", "--shards", str(args.shards),
+                                               "--pipeline-root", d]))
+        result["pipeline_wall_s"] = runs
+        result["docker_over_subprocess"] = round(min(runs["docker"]) / min(runs["subprocess"]), 2)
+    result["load_avg_end"] = os.getloadavg()[0]
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -49,16 +49,42 @@ def test_cpu_image_runs_non_root_read_only_with_a_healthcheck_and_no_index_setti
                                     capture_output=True, text=True).stdout.strip()  # kfp = the compiler's
 
 
-@pytest.mark.skipif(not os.environ.get("LEMA_TEST_CUDA_IMAGE"), reason="builds the multi-GB CUDA image: set "
-                    "LEMA_TEST_CUDA_IMAGE=1 (and CUDA_BASE, an image with python3.12)")
-def test_cuda_image_builds_imports_and_passes_uv_pip_check():
+# Run inside the CUDA image as its user: the Python, torch's CUDA build, the CUDA libraries torch loads (no GPU or
+# driver is needed to load them), and the imports the GPU components need.
+CUDA_PROBE = """
+import json, sys, torch, vllm, trl, peft, bitsandbytes, mlflow, kfp, lema
+out = {"python": "%d.%d" % sys.version_info[:2], "torch": torch.__version__, "cuda": torch.version.cuda,
+       "cudnn": torch.backends.cudnn.version(), "kfp": kfp.__version__}
+out["libs"] = sorted({l.split("/")[-1].split(".so")[0] for l in open("/proc/self/maps") if "/nvidia/" in l})
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not os.environ.get("LEMA_TEST_CUDA_IMAGE"), reason="builds the CUDA image (~5 GB of CUDA wheels "
+                    "from the package index, ~10 GB image): set LEMA_TEST_CUDA_IMAGE=1 (CUDA_BASE=... for another base)")
+def test_cuda_image_builds_imports_cuda_torch_and_passes_uv_pip_check():
     from lema.orchestration.images import CUDA_IMAGE
 
+    from .test_infra import tool
+
+    uv = tool("uv")
     docker_or_skip()
     out = subprocess.run(["make", "-C", str(ROOT), "image-cuda"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "Checked" in out.stdout + out.stderr  # `uv pip check` ran in the build (it fails the build otherwise)
-    check = _docker("run", "--rm", CUDA_IMAGE, "python", "-c",
-                    "import lema, torch, vllm, trl, peft, bitsandbytes, mlflow; print(torch.__version__)")
-    torch = next(x for x in (ROOT / "requirements-cuda.lock").read_text().split() if x.startswith("torch=="))
-    assert check.stdout.strip() == torch.split("==")[1]
+    info = json.loads(_docker("image", "inspect", CUDA_IMAGE).stdout)[0]["Config"]
+    assert info["User"] == "1000" and info["Entrypoint"] == ["/usr/bin/tini", "--"] and info["Healthcheck"]
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in info["Env"]  # the NVIDIA runtime injects the driver
+    history = _docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", CUDA_IMAGE).stdout
+    assert not any(s in history for s in ("PIP_INDEX_URL=", "UV_ARGS=", "/etc/ssl/certs/ca-certificates.crt"))
+    # The whole environment is consistent: this machine's uv, mounted read-only, checks the image's venv.
+    check = _docker("run", "--rm", "-v", f"{uv}:/usr/local/bin/uv:ro", CUDA_IMAGE,
+                    "uv", "pip", "check", "--python", "/opt/venv/bin/python", check=False)
+    assert check.returncode == 0 and "Checked" in check.stderr, check.stdout[-3000:] + check.stderr[-3000:]
+    probe = json.loads(_docker("run", "--rm", CUDA_IMAGE, "python", "-c", CUDA_PROBE).stdout.splitlines()[-1])
+    lock = (ROOT / "requirements-cuda.lock").read_text()
+    pins = dict(ln.split("==") for ln in lock.splitlines() if "==" in ln and not ln.startswith("#"))
+    assert f"Python {probe['python']})" in lock.splitlines()[0]  # the image's Python is the lock's
+    assert probe["torch"] == pins["torch"] and probe["kfp"] == pins["kfp"]
+    assert probe["cuda"] == ".".join(pins["nvidia-cuda-runtime"].split(".")[:2])  # torch built for the wheels' CUDA
+    assert probe["cudnn"] // 10000 == int(pins["nvidia-cudnn-cu13"].split(".")[0])
+    assert {"libcudart", "libcublas", "libcudnn", "libnccl"} <= set(probe["libs"]), probe["libs"]

@@ -29,7 +29,7 @@ OPTIONAL_OK = {("Secret", "hf-token")}
 LOCKS = {
     "requirements.lock": dict(extras=["ops", "test"], python="3.11", inputs=["images/locks/cpu.in"],
                               overrides="images/locks/cpu-overrides.txt"),
-    "requirements-cuda.lock": dict(extras=["vllm", "qlora", "ops"], python="3.12", inputs=["images/locks/cuda.in"],
+    "requirements-cuda.lock": dict(extras=["vllm", "qlora", "ops"], python="3.11", inputs=["images/locks/cuda.in"],
                                    overrides=None),
 }
 # The CPU lock carries the vllm extra as its CPU build.
