@@ -1,12 +1,13 @@
 """Containers, measured side by side in one invocation: the Kubeflow pipeline on the tiny config under kfp.local's
-SubprocessRunner and DockerRunner (alternated, so both see the same machine load), the images' build times (cold:
-`docker build --no-cache`, none of that image's build cache used; cached: the same build again) and their sizes.
+SubprocessRunner and DockerRunner (alternated, so both see the same machine load), the images' build times (cached:
+with the build cache; cold: `docker build --no-cache`, none of that image's build cache used) and their sizes.
 
-    .venv/bin/python bench/containers.py [--repeats 1] [--shards 2] [--build lema-cpu lema-cuda] [--cold lema-cuda]
+    .venv/bin/python bench/containers.py [--repeats 1] [--shards 2] [--build lema-cpu lema-cuda] [--cold lema-cpu]
 
---build: images timed through images/build.sh (default lema-cpu, which the docker runner needs); --cold: those of
-them built with --no-cache first (minutes to an hour each); --no-runs: builds and sizes only.  Needs a Docker
-daemon and the base image (`make base-image`).  Prints one JSON object.
+--build: images built with the build cache first (default lema-cpu, which the docker runner needs); --cold: images
+built with --no-cache after the runs (tens of minutes each); --no-runs: builds and sizes only.  Needs a Docker
+daemon and the base image (`make base-image`).  Prints one JSON object; each number also goes to stderr as soon
+as it is measured.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def timed(cmd: list[str]) -> float:
     return round(time.perf_counter() - start, 1)
 
 
+def note(what: str, seconds: float) -> float:
+    """Each number as soon as it is measured (stderr), so a run cut short still leaves what it measured."""
+    print(f"{what}: {seconds} s (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+    return seconds
+
+
 def image_size(name: str) -> str | None:
     from lema.orchestration.images import tag
 
@@ -52,24 +59,24 @@ def main() -> None:
     ap.add_argument("--cold", nargs="*", default=[], choices=list(IMAGES))
     ap.add_argument("--no-runs", action="store_true")
     args = ap.parse_args()
-    result: dict = {"load_avg_start": os.getloadavg()[0], "build_s": {}}
+    result: dict = {"load_avg_start": os.getloadavg()[0], "build_s": {n: {} for n in args.build}}
     build = str(ROOT / "images" / "build.sh")
-    for name in args.build:
-        times = result["build_s"][name] = {}
-        if name in args.cold:
-            times["cold"] = timed([build, name, "--no-cache"])
-        times["cached"] = timed([build, name])
-    result["image_sizes"] = {name: size for name in IMAGES if (size := image_size(name))}
+    for name in args.build:  # with the build cache (also makes sure the docker runner's lema-cpu is there)
+        result["build_s"][name]["cached"] = note(f"{name} cached build", timed([build, name]))
     if not args.no_runs:
         runs: dict[str, list[float]] = {"subprocess": [], "docker": []}
         for _ in range(args.repeats):
             for runner in runs:  # alternate, so both see the same machine load
                 with tempfile.TemporaryDirectory() as d:
-                    runs[runner].append(timed([sys.executable, "-m", "lema", "pipeline", "run", "--local", "--runner",
-                                               runner, "--config", "configs/tiny.yaml", "--shards", str(args.shards),
-                                               "--pipeline-root", d]))
+                    runs[runner].append(note(f"{runner} run", timed(
+                        [sys.executable, "-m", "lema", "pipeline", "run", "--local", "--runner", runner, "--config",
+                         "configs/tiny.yaml", "--shards", str(args.shards), "--pipeline-root", d])))
         result["pipeline_wall_s"] = runs
         result["docker_over_subprocess"] = round(min(runs["docker"]) / min(runs["subprocess"]), 2)
+    for name in args.cold:  # last: the longest part, and it does not disturb the runs above
+        result["build_s"].setdefault(name, {})["cold"] = note(f"{name} cold build",
+                                                              timed([build, name, "--no-cache"]))
+    result["image_sizes"] = {name: size for name in IMAGES if (size := image_size(name))}
     result["load_avg_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=1))
 
