@@ -84,7 +84,7 @@ def test_cuda_image_builds_imports_cuda_torch_and_passes_uv_pip_check():
     lock = (ROOT / "requirements-cuda.lock").read_text()
     pins = dict(ln.split("==") for ln in lock.splitlines() if "==" in ln and not ln.startswith("#"))
     assert f"Python {probe['python']})" in lock.splitlines()[0]  # the image's Python is the lock's
-    assert probe["torch"] == pins["torch"] and probe["kfp"] == pins["kfp"]
     assert probe["cuda"] == ".".join(pins["nvidia-cuda-runtime"].split(".")[:2])  # torch built for the wheels' CUDA
+    assert probe["torch"] == f"{pins['torch']}+cu{probe['cuda'].replace('.', '')}" and probe["kfp"] == pins["kfp"]
     assert probe["cudnn"] // 10000 == int(pins["nvidia-cudnn-cu13"].split(".")[0])
     assert {"libcudart", "libcublas", "libcudnn", "libnccl"} <= set(probe["libs"]), probe["libs"]
