@@ -16,7 +16,7 @@ from lema.lab.tokenizer import build_tokenizer
 
 @pytest.fixture(scope="module")
 def pools():
-    return task.make_pools(7, {"test": 150, "pretrain": 300, "train": 200, "collect": 300, "extra": 1500})
+    return task.make_pools(7, {"test": 150, "train": 200, "collect": 300, "extra": 1500})
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,10 @@ def test_no_question_overlap_between_pools(pools):
         for b in names[i + 1:]:
             assert not qs[a] & qs[b], (a, b)
     # a pool's content does not depend on the sizes of the pools after it
-    again = task.make_pools(7, {"test": 150, "pretrain": 10})
+    again = task.make_pools(7, {"test": 150, "train": 10})
     assert [p.question for p in again["test"]] == [p.question for p in pools["test"]]
+    with pytest.raises(ValueError, match="pretrain"):
+        task.make_pools(7, {"test": 1, "pretrain": 10})
 
 
 def test_step_format_parses_with_lema_answers(pools):

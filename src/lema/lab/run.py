@@ -34,7 +34,7 @@ def resolve_device(device: str) -> str:
 
 
 def build_pools(cfg: LabConfig) -> dict[str, list[task.LabProblem]]:
-    sizes = {"test": cfg.n_test, "pretrain": cfg.n_pretrain, "train": cfg.n_train,
+    sizes = {"test": cfg.n_test, "train": cfg.n_train,
              "collect": cfg.n_collect * max(0, cfg.rounds - 1), "extra": cfg.n_extra}
     return task.make_pools(cfg.data_seed, sizes, **cfg.knobs())
 
