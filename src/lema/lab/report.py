@@ -81,7 +81,8 @@ def aggregate(cfg, summaries: list[dict]) -> dict:
     out["rounds"] = rounds
     out["funnel"] = [{"seed": s["seed"], **{k: v for k, v in s["funnel"].items()}} for s in summaries]
     out["step_checker"] = _step_checker(cfg, summaries)
-    out["pretrain"] = {k: summaries[0]["base"]["train"].get(k) for k in ("seconds", "cpu_seconds", "final_loss")}
+    out["pretrain"] = {k: summaries[0]["base"]["train"].get(k)
+                       for k in ("seconds", "cpu_seconds", "final_loss", "reused")}
     out["protocol"] = _protocol_checks(out)
     out["timings_s"] = {s["seed"]: {**s["timings"], "total": s["seconds"]} for s in summaries}
     out["cpu_seconds"] = {s["seed"]: {**s.get("cpu_seconds", {}),
@@ -228,7 +229,10 @@ def _header(cfg, agg: dict) -> list[str]:
             f"load average {agg.get('load', 'n/a')} while it ran, on a machine shared with other work). "
             f"Seeds {agg['seeds']}; one base model for the run (as the paper has one), pretrained in "
             f"{agg.get('pretrain', {}).get('seconds', float('nan')):.0f} s wall, "
-            f"{agg.get('pretrain', {}).get('cpu_seconds', float('nan')):.0f} s CPU; every seed has its own "
+            f"{agg.get('pretrain', {}).get('cpu_seconds', float('nan')):.0f} s CPU"
+            + (" (by an earlier run with the same pretraining settings, reused from the run dir and not part "
+               "of this run's minutes)" if agg.get("pretrain", {}).get("reused") else "")
+            + "; every seed has its own "
             f"fine-tuning order and sampled mistakes; all arms start from the base weights with the same optimiser "
             f"settings and schedule. "
             f"Test set: {cfg.n_test} held-out questions, the same for every seed and arm.", "",
