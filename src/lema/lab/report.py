@@ -241,7 +241,8 @@ def _header(cfg, agg: dict) -> list[str]:
             f"{cfg.max_number}, quantities up to {cfg.max_value}, distractor rate {cfg.distractors}).",
             f"- **Base**: a Llama ({cfg.model.num_layers} layers, width {cfg.model.hidden_size}, word tokens, one per "
             f"digit) pretrained for {cfg.pretrain.epochs:g} epochs on {cfg.n_pretrain} problems of a *related but "
-            "different* distribution: arithmetic facts, one-step word problems, and the task's names and items in "
+            "different* distribution: arithmetic facts, one-step word problems (the task's operations from any "
+            "quantity, padded with distractor sentences to the task's length), and the task's names and items in "
             "other templates (\"together\", \"how many more\"); never a multi-step problem.",
             f"- **Generator**: the base fine-tuned on the {cfg.n_train}-question CoT set (the CoT arm), sampled at "
             f"temperature {cfg.temperature} ({cfg.samples} paths per question) on the training questions; each "
