@@ -53,7 +53,7 @@ class LabConfig(_Strict):
     distractors: float = 0.3
     model: LabModel = LabModel()
     pretrain: LabTrain = LabTrain()
-    finetune: LabTrain = LabTrain(epochs=5.0, learning_rate=2e-3)
+    finetune: LabTrain = LabTrain(epochs=7.0, learning_rate=3e-3)
     temperature: float = 1.0           # sampling the generator's own paths
     samples: int = 2                   # paths per fresh question: <= 1 wrong one corrected, distinct right ones kept
     max_new_tokens: int = 60
