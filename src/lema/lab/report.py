@@ -277,7 +277,8 @@ def _checker_lines(sc: dict) -> list[str]:
                     "`lema lab --report-only --run-dir RUN` scores the checker once it is in the build.", ""]
     L += [f"`lema.grading.step_check.first_wrong_step` on every seed's sampled generator paths, against the "
           f"program's first wrong step (scored by `lema.grading.step_check.score`): precision "
-          f"{_pct(sc['precision'])}% (correct step / wrong paths where it names one, {sc['named']}), recall {_pct(sc['recall'])}% (correct step / "
+          f"{_pct(sc['precision'])}% (correct step / wrong paths where it names one, {sc['named']}), "
+          f"recall {_pct(sc['recall'])}% (correct step / "
           f"{sc['wrong_paths']} wrong paths), {sc['false_alarms']} false alarms on {sc['right_paths']} right paths.",
           "", "| error type (program) | wrong paths | recall % |", "|---|---:|---:|"]
     L += [f"| {k} | {sc['wrong_by_kind'][k]} | {_pct(v)} |" for k, v in sc["recall_by_kind"].items()]
