@@ -17,7 +17,7 @@ from lema.lab.tokenizer import build_tokenizer
 
 @pytest.fixture(scope="module")
 def pools():
-    return task.make_pools(7, {"test": 150, "pretrain": 300, "train": 200, "collect": 300, "extra": 1500})
+    return task.make_pools(7, {"test": 150, "train": 200, "collect": 300, "extra": 1500})
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,10 @@ def test_no_question_overlap_between_pools(pools):
         for b in names[i + 1:]:
             assert not qs[a] & qs[b], (a, b)
     # a pool's content does not depend on the sizes of the pools after it
-    again = task.make_pools(7, {"test": 150, "pretrain": 10})
+    again = task.make_pools(7, {"test": 150, "train": 10})
     assert [p.question for p in again["test"]] == [p.question for p in pools["test"]]
+    with pytest.raises(ValueError, match="pretrain"):
+        task.make_pools(7, {"test": 1, "pretrain": 10})
 
 
 def test_step_format_parses_with_lema_answers(pools):
@@ -242,3 +244,16 @@ def test_configs_lab_yaml_is_the_default_and_bad_settings_name_the_file(tmp_path
     bad.write_text("lab:\n  n_tset: 3\n")
     with pytest.raises(ValueError, match="(?s)lab.yaml.*n_tset"):
         load_lab_config(bad)
+
+
+def test_a_base_with_the_same_pretraining_settings_is_reused_from_the_run_dir(tmp_path):
+    from lema.lab.config import load_lab_config
+    from lema.lab.run import load_or_pretrain_base
+
+    cfg = load_lab_config(quick=True, n_pretrain=20, n_test=5, n_train=5, n_collect=5, n_extra=20)
+    first = load_or_pretrain_base(cfg, "cpu", tmp_path, log=lambda m: None)
+    again = load_or_pretrain_base(cfg, "cpu", tmp_path, log=lambda m: None)
+    assert again["train"]["reused"] and not first["train"].get("reused")
+    assert all((again["state"][k] == v).all() for k, v in first["state"].items())
+    other = load_or_pretrain_base(cfg.model_copy(update={"n_pretrain": 21}), "cpu", tmp_path, log=lambda m: None)
+    assert not other["train"].get("reused") and other["key"]["n_pretrain"] == 21

@@ -1,6 +1,6 @@
 """The lab's settings (also `Config.lab`).  Defaults are the paper's protocol at a 2-core CPU's size: a
-2-layer, width-64 Llama on word tokens, pretrained on 6k related problems (never the task), fine-tuned on
-300 CoT questions of the 2-3-step task with numbers up to 30."""
+2-layer, width-64 Llama on word tokens, pretrained on 20k related problems (never the task), fine-tuned on
+1000 CoT questions of the 2-3-step task with numbers up to 30."""
 
 from __future__ import annotations
 
@@ -41,11 +41,11 @@ class LabConfig(_Strict):
     report_dir: str = "docs/lab"
     seeds: list[int] = [1, 2, 3]
     data_seed: int = 0                 # the same questions for every seed and arm
-    n_pretrain: int = 6000             # related problems the base learns from (facts, one-step, other templates)
-    n_train: int = 300                 # CoT questions every arm fine-tunes on; the generator samples on them
+    n_pretrain: int = 20000            # related problems the base learns from (facts, one-step, other templates)
+    n_train: int = 1000                # CoT questions every arm fine-tunes on; the generator samples on them
     n_collect: int = 300               # fresh questions per round from round 2 on
-    n_extra: int = 1500                # CoT candidates for the matched extra-CoT arms
-    n_test: int = 500
+    n_extra: int = 3000                # CoT candidates for the matched extra-CoT arms
+    n_test: int = 1000
     min_steps: int = 2
     max_steps: int = 3
     max_number: int = 5
@@ -53,7 +53,7 @@ class LabConfig(_Strict):
     distractors: float = 0.3
     model: LabModel = LabModel()
     pretrain: LabTrain = LabTrain()
-    finetune: LabTrain = LabTrain(epochs=4.0, learning_rate=1e-3)
+    finetune: LabTrain = LabTrain(epochs=7.0, learning_rate=3e-3)
     temperature: float = 1.0           # sampling the generator's own paths
     samples: int = 2                   # paths per fresh question: <= 1 wrong one corrected, distinct right ones kept
     max_new_tokens: int = 60

@@ -16,6 +16,10 @@ from lema.lab import task
 from lema.lab.engine import Example
 
 KINDS = ("fact", "one_step", "together", "difference")
+# How often each kind is drawn: mostly the task's own one-step operations (from any quantity up to max_value, so
+# every step a multi-step path takes has been seen alone), then bare facts, then the other templates.
+MIX = {"fact": 0.2, "one_step": 0.6, "together": 0.1, "difference": 0.1}
+PAD = 3   # extra distractor sentences in a one-step question, at most
 
 
 def _fact(rng: random.Random, max_number: int, max_value: int) -> tuple[str, str]:
@@ -51,16 +55,28 @@ def _two_people(rng: random.Random, max_value: int, together: bool) -> tuple[str
     return q, format_steps([f"{name} has {x} - {y} = {x - y} more {item}.", f"The answer is {x - y}."])
 
 
+def _pad(rng: random.Random, question: str, max_number: int) -> str:
+    """Up to PAD more distractor sentences before the question's last sentence, so that one-step questions
+    are as long as the task's multi-step ones (a step is then learnt at the positions where the task needs it)."""
+    head, ask = question.rsplit(". ", 1)
+    extra = []
+    for _ in range(rng.randint(0, PAD)):
+        other = rng.choice([n for n in task.NAMES if n not in question])
+        extra.append(rng.choice([f"{other} has {rng.randint(2, max_number)} {rng.choice(task.ITEMS)}.",
+                                 f"{other} walks {rng.randint(2, 9)} miles to {rng.choice(task.PLACES)}."]))
+    return " ".join([head + "."] + extra + [ask])
+
+
 def pretrain_problem(rng: random.Random, max_number: int = 9, max_value: int = 99,
                      distractors: float = 0.3) -> tuple[str, str, str]:
     """One pretraining item: (kind, question, CoT).  Never more than one step of reasoning."""
-    kind = rng.choice(KINDS)
+    kind = rng.choices(KINDS, weights=[MIX[k] for k in KINDS])[0]
     if kind == "fact":
         q, cot = _fact(rng, max_number, max_value)
     elif kind == "one_step":
         p = task.generate(rng, min_steps=1, max_steps=1, max_number=max_number, distractors=distractors,
-                          max_value=max_value)
-        q, cot = p.question, p.cot()
+                          max_value=max_value, max_start=max_value - 1)
+        q, cot = _pad(rng, p.question, max_number), p.cot()
     else:
         q, cot = _two_people(rng, max_value, kind == "together")
     return kind, q, cot

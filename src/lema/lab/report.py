@@ -81,7 +81,8 @@ def aggregate(cfg, summaries: list[dict]) -> dict:
     out["rounds"] = rounds
     out["funnel"] = [{"seed": s["seed"], **{k: v for k, v in s["funnel"].items()}} for s in summaries]
     out["step_checker"] = _step_checker(cfg, summaries)
-    out["pretrain"] = {k: summaries[0]["base"]["train"].get(k) for k in ("seconds", "cpu_seconds", "final_loss")}
+    out["pretrain"] = {k: summaries[0]["base"]["train"].get(k)
+                       for k in ("seconds", "cpu_seconds", "final_loss", "reused")}
     out["protocol"] = _protocol_checks(out)
     out["timings_s"] = {s["seed"]: {**s["timings"], "total": s["seconds"]} for s in summaries}
     out["cpu_seconds"] = {s["seed"]: {**s.get("cpu_seconds", {}),
@@ -228,7 +229,10 @@ def _header(cfg, agg: dict) -> list[str]:
             f"load average {agg.get('load', 'n/a')} while it ran, on a machine shared with other work). "
             f"Seeds {agg['seeds']}; one base model for the run (as the paper has one), pretrained in "
             f"{agg.get('pretrain', {}).get('seconds', float('nan')):.0f} s wall, "
-            f"{agg.get('pretrain', {}).get('cpu_seconds', float('nan')):.0f} s CPU; every seed has its own "
+            f"{agg.get('pretrain', {}).get('cpu_seconds', float('nan')):.0f} s CPU"
+            + (" (by an earlier run with the same pretraining settings, reused from the run dir and not part "
+               "of this run's minutes)" if agg.get("pretrain", {}).get("reused") else "")
+            + "; every seed has its own "
             f"fine-tuning order and sampled mistakes; all arms start from the base weights with the same optimiser "
             f"settings and schedule. "
             f"Test set: {cfg.n_test} held-out questions, the same for every seed and arm.", "",
@@ -237,7 +241,8 @@ def _header(cfg, agg: dict) -> list[str]:
             f"{cfg.max_number}, quantities up to {cfg.max_value}, distractor rate {cfg.distractors}).",
             f"- **Base**: a Llama ({cfg.model.num_layers} layers, width {cfg.model.hidden_size}, word tokens, one per "
             f"digit) pretrained for {cfg.pretrain.epochs:g} epochs on {cfg.n_pretrain} problems of a *related but "
-            "different* distribution: arithmetic facts, one-step word problems, and the task's names and items in "
+            "different* distribution: arithmetic facts, one-step word problems (the task's operations from any "
+            "quantity, padded with distractor sentences to the task's length), and the task's names and items in "
             "other templates (\"together\", \"how many more\"); never a multi-step problem.",
             f"- **Generator**: the base fine-tuned on the {cfg.n_train}-question CoT set (the CoT arm), sampled at "
             f"temperature {cfg.temperature} ({cfg.samples} paths per question) on the training questions; each "
@@ -271,8 +276,9 @@ def _checker_lines(sc: dict) -> list[str]:
         return L + [f"Not measured: {sc.get('reason')}. The generator's paths are kept in the run's seed files; "
                     "`lema lab --report-only --run-dir RUN` scores the checker once it is in the build.", ""]
     L += [f"`lema.grading.step_check.first_wrong_step` on every seed's sampled generator paths, against the "
-          f"program's first wrong step: precision {_pct(sc['precision'])}% (correct step / paths where it names "
-          f"one, {sc['named'] + sc['false_alarms']}), recall {_pct(sc['recall'])}% (correct step / "
+          f"program's first wrong step (scored by `lema.grading.step_check.score`): precision "
+          f"{_pct(sc['precision'])}% (correct step / wrong paths where it names one, {sc['named']}), "
+          f"recall {_pct(sc['recall'])}% (correct step / "
           f"{sc['wrong_paths']} wrong paths), {sc['false_alarms']} false alarms on {sc['right_paths']} right paths.",
           "", "| error type (program) | wrong paths | recall % |", "|---|---:|---:|"]
     L += [f"| {k} | {sc['wrong_by_kind'][k]} | {_pct(v)} |" for k, v in sc["recall_by_kind"].items()]

@@ -34,7 +34,7 @@ def resolve_device(device: str) -> str:
 
 
 def build_pools(cfg: LabConfig) -> dict[str, list[task.LabProblem]]:
-    sizes = {"test": cfg.n_test, "pretrain": cfg.n_pretrain, "train": cfg.n_train,
+    sizes = {"test": cfg.n_test, "train": cfg.n_train,
              "collect": cfg.n_collect * max(0, cfg.rounds - 1), "extra": cfg.n_extra}
     return task.make_pools(cfg.data_seed, sizes, **cfg.knobs())
 
@@ -134,6 +134,34 @@ def pretrain_base(cfg: LabConfig, device: str, log=print) -> dict:
     return {"state": {k: v.detach().cpu().clone() for k, v in base.state_dict().items()}, "train": rep}
 
 
+def base_key(cfg: LabConfig) -> dict:
+    """Everything the base's weights depend on: a base in the run dir with the same key is reused."""
+    from lema.lab import pretrain
+
+    return {"model": cfg.model.model_dump(), "pretrain": cfg.pretrain.model_dump(), "n_pretrain": cfg.n_pretrain,
+            "data_seed": cfg.data_seed, "knobs": cfg.knobs(), "mix": pretrain.MIX, "pad": pretrain.PAD,
+            "threads": cfg.threads}
+
+
+def load_or_pretrain_base(cfg: LabConfig, device: str, run_dir: Path, log=print) -> dict:
+    """The run dir's base.pt when it was pretrained with the same settings (its recorded pretraining time
+    stays with it), else a freshly pretrained base, saved there for the next run and for seed workers."""
+    import torch
+
+    path, key = run_dir / "base.pt", base_key(cfg)
+    if path.exists():
+        saved = torch.load(path)
+        if saved.get("key") == key:
+            log(f"base: reusing {path} (pretrained in {saved['train'].get('seconds', 0):.0f}s wall)")
+            saved["train"]["reused"] = True
+            return saved
+        log(f"base: {path} was pretrained with other settings; pretraining again")
+    base = pretrain_base(cfg, device, log)
+    base["key"] = key
+    torch.save(base, path)
+    return base
+
+
 def run_seed(cfg: LabConfig, seed: int, device: str, base: dict, log=print) -> dict:
     """The whole protocol for one seed from the shared base; returns a JSON-able summary (outcomes per test
     question included)."""
@@ -209,16 +237,13 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
         cfg = cfg.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // workers)})
     t0, load0 = time.time(), os.getloadavg()
     log(f"lab: seeds {cfg.seeds} on {device}, {workers} process(es); load average {load0[0]:.1f}")
-    base = pretrain_base(cfg, device, log)
+    base = load_or_pretrain_base(cfg, device, run_dir, log)
     if workers == 1:
         summaries = []
         for s in cfg.seeds:  # each seed's file is written as it finishes (a long run can be read while it runs)
             summaries.append(run_seed(cfg, s, device, base, log))
             (run_dir / f"seed{s}.json").write_text(json.dumps(summaries[-1]), encoding="utf-8")
     else:
-        import torch
-
-        torch.save(base, run_dir / "base.pt")
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
@@ -270,8 +295,9 @@ def interrupted_meta(cfg: LabConfig, run_dir: Path, done: list[int], command: st
     """What a stopped run measured: the base's pretraining plus each finished seed, wall and CPU."""
     seeds = [json.loads((run_dir / f"seed{s}.json").read_text(encoding="utf-8")) for s in done]
     pre = seeds[0]["base"]["train"]
-    wall = pre.get("seconds", 0.0) + sum(s["seconds"] for s in seeds)
-    cpu = pre.get("cpu_seconds", 0.0) + sum(sum(s.get("cpu_seconds", {}).values()) for s in seeds)
+    own = 0.0 if pre.get("reused") else 1.0  # a reused base was pretrained (and timed) by an earlier run
+    wall = own * pre.get("seconds", 0.0) + sum(s["seconds"] for s in seeds)
+    cpu = own * pre.get("cpu_seconds", 0.0) + sum(sum(s.get("cpu_seconds", {}).values()) for s in seeds)
     return {"command": f"{command} (stopped after {len(done)} of {len(cfg.seeds)} seeds; report from --report-only)",
             "machine": machine(seeds[0]["device"]), "minutes": round(wall / 60, 2), "cpu_minutes": round(cpu / 60, 2),
             "workers": 1, "load": "not recorded (stopped run)", "seeds": done, "config": cfg.model_dump(mode="json")}

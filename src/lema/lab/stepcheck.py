@@ -23,12 +23,12 @@ def checker_available() -> bool:
         return False
 
 
-def checker_first_wrong_step(problem: task.LabProblem, path: str) -> int | None:
-    """Adapter: the production checker's first wrong step of `path` (1-based), None when it finds none or
-    calls the path undecidable.  The reference solution it checks against is the program's gold CoT."""
+def checker_check(problem: task.LabProblem, path: str):
+    """Adapter: the production checker's verdict on `path` (its step is 1-based, None when it finds none or
+    calls the path undecidable).  The reference solution it checks against is the program's gold CoT."""
     from lema.grading.step_check import first_wrong_step
 
-    return first_wrong_step(problem.question, problem.cot(), str(problem.answer), path, "lab").step
+    return first_wrong_step(problem.question, problem.cot(), str(problem.answer), path, "lab")
 
 
 def path_records(problems: list[task.LabProblem], paths: list[str]) -> list[dict]:
@@ -42,30 +42,22 @@ def path_records(problems: list[task.LabProblem], paths: list[str]) -> list[dict
 
 
 def score_checker(records: list[dict], problems: dict[str, task.LabProblem]) -> dict:
-    """Precision and recall of the production checker against the true first wrong step.
-
-    precision = correct localisations / paths where it names a step (right paths included); recall = correct localisations / wrong
-    paths; false alarms = right paths where it names a step.  Per error type: recall."""
+    """The production checker against the true first wrong step, scored by `lema.grading.step_check.score`:
+    precision = correct localisations / wrong paths where it names a step, recall = correct localisations /
+    wrong paths (overall and per error type); false alarms = right paths where it names a step."""
     if not checker_available():
         return {"available": False, "reason": f"{CHECKER_MODULE} is not in this build"}
-    named = correct = wrong = alarms = rights = 0
-    by_kind: dict[str, list[int]] = {}
-    for r in records:
-        step = checker_first_wrong_step(problems[r["question"]], r["path"])
-        if r["true_step"] is None:
-            rights += 1
-            alarms += step is not None
-            continue
-        wrong += 1
-        named += step is not None
-        hit = step == r["true_step"]
-        correct += hit
-        k = by_kind.setdefault(r["kind"], [0, 0])
-        k[0] += hit
-        k[1] += 1
-    return {"available": True, "wrong_paths": wrong, "named": named, "correct": correct,
-            "precision": correct / (named + alarms) if named + alarms else float("nan"),
-            "recall": correct / wrong if wrong else float("nan"),
-            "right_paths": rights, "false_alarms": alarms,
-            "recall_by_kind": {k: v[0] / v[1] for k, v in sorted(by_kind.items())},
-            "wrong_by_kind": {k: v[1] for k, v in sorted(by_kind.items())}}
+    from lema.grading.step_check import score
+
+    checks = [checker_check(problems[r["question"]], r["path"]) for r in records]
+    wrong = [(r, c) for r, c in zip(records, checks) if r["true_step"] is not None]
+    alarms = sum(c.decided for r, c in zip(records, checks) if r["true_step"] is None)
+    overall = score([r["true_step"] for r, _ in wrong], [c for _, c in wrong])
+    kinds = sorted({r["kind"] for r, _ in wrong})
+    by_kind = {k: score([r["true_step"] for r, _ in wrong if r["kind"] == k],
+                        [c for r, c in wrong if r["kind"] == k]) for k in kinds}
+    return {"available": True, "wrong_paths": overall["n"], "named": overall["decided"],
+            "correct": overall["right"], "precision": overall["precision"], "recall": overall["recall"],
+            "right_paths": len(records) - len(wrong), "false_alarms": alarms,
+            "recall_by_kind": {k: v["recall"] for k, v in by_kind.items()},
+            "wrong_by_kind": {k: v["n"] for k, v in by_kind.items()}}

@@ -62,13 +62,14 @@ class LabProblem:
 
 
 def generate(rng: random.Random, min_steps: int = 2, max_steps: int = 4, max_number: int = 9,
-             distractors: float = 0.3, max_value: int = 99) -> LabProblem:
-    """One problem: a running quantity changed by `min_steps..max_steps` operations, asked for at the end.
-    Operations whose result would exceed `max_value` are not drawn (keeps numbers learnable)."""
+             distractors: float = 0.3, max_value: int = 99, max_start: int | None = None) -> LabProblem:
+    """One problem: a running quantity (from 2 to `max_start`, default `max_number`) changed by
+    `min_steps..max_steps` operations, asked for at the end.  Operations whose result would exceed
+    `max_value` are not drawn (keeps numbers learnable)."""
     n_ops = rng.randint(min_steps, max_steps)
     name, friend = rng.sample(NAMES, 2)
     item = rng.choice(ITEMS)
-    cur = rng.randint(2, max_number)
+    cur = rng.randint(2, max_start or max_number)
     sentences = [f"{name} has {cur} {item}."]
     steps: list[Step] = []
     for _ in range(n_ops):
@@ -123,12 +124,15 @@ def generate(rng: random.Random, min_steps: int = 2, max_steps: int = 4, max_num
     return LabProblem(" ".join(sentences), tuple(steps), cur)
 
 
-POOLS = ("test", "pretrain", "train", "collect", "extra")
+POOLS = ("test", "train", "collect", "extra")
 
 
 def make_pools(seed: int, sizes: dict[str, int], **knobs) -> dict[str, list[LabProblem]]:
     """Disjoint pools of problems (no question text in two pools), in a fixed order so that a pool's
     content does not depend on the sizes of the pools after it."""
+    unknown = sorted(set(sizes) - set(POOLS))
+    if unknown:
+        raise ValueError(f"unknown problem pools {unknown}; expected some of {POOLS}")
     rng = random.Random(seed)
     seen: set[str] = set()
     out: dict[str, list[LabProblem]] = {}

@@ -8,6 +8,7 @@ so a template change cannot silently train on <unk>.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 
@@ -53,9 +54,10 @@ class WordTokenizer:
         return "".join(out)
 
 
+@functools.lru_cache(maxsize=4)
 def build_tokenizer(seed: int = 0, n: int = 3000) -> WordTokenizer:
     """The closed vocabulary: every word the generator, the pretraining templates, the prompts and every
-    correction style can write."""
+    correction style can write (built once per process: it is a pure function of its arguments)."""
     from lema.lab import task
 
     rng = random.Random(seed)
