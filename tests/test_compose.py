@@ -1,12 +1,13 @@
 """The production services as containers (infra/compose): PostgreSQL, the S3 stand-in, MLflow and vLLM from the
 images built here.  The tiny pipeline runs in containers against it and registers into PostgreSQL + S3 (through
-the MLflow server); `lema registry history` reads it back; a generator with `backend: openai` collects through
-the vLLM server."""
+the MLflow server); `lema registry history` reads it back; `dvc push` / `dvc pull` round-trip a tiny run's
+outputs through the S3 stand-in; a generator with `backend: openai` collects through the vLLM server."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from .conftest import ROOT, lema_env
+from .test_dvc_kfp import _dvc
 from .test_generate import _free_port
 
 pytestmark = pytest.mark.slow
@@ -87,6 +89,39 @@ def test_docker_pipeline_registers_into_postgres_and_s3_through_the_mlflow_serve
                       aws_secret_access_key=s["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lema-mlflow").get("Contents", [])]
     assert any(k.endswith("model.safetensors") for k in keys), keys[:20]
+
+
+def test_dvc_push_and_pull_round_trip_through_the_s3_remote(stack, clone_run, tmp_path):
+    """README's commands on a copy of the tiny run: the stack's S3 as the default remote, its endpoint and keys in
+    .dvc/config.local (git-ignored); push, drop the outputs and the cache, pull: every cached output byte for byte."""
+    import boto3
+    from dvc.repo import Repo
+
+    repo = tmp_path / "lema"
+    shutil.copytree(clone_run[0], repo, symlinks=True)
+    s, prefix = stack["secrets"], f"lema-{uuid.uuid4().hex[:8]}"
+    _dvc(repo, "remote", "add", "--local", "-d", "stack", f"s3://lema-dvc/{prefix}")
+    _dvc(repo, "remote", "modify", "--local", "stack", "endpointurl", stack["s3"])
+    _dvc(repo, "remote", "modify", "--local", "stack", "access_key_id", s["AWS_ACCESS_KEY_ID"])
+    _dvc(repo, "remote", "modify", "--local", "stack", "secret_access_key", s["AWS_SECRET_ACCESS_KEY"])
+    assert subprocess.run(["git", "check-ignore", "-q", ".dvc/config.local"], cwd=repo).returncode == 0
+    assert s["AWS_SECRET_ACCESS_KEY"] not in (repo / ".dvc" / "config").read_text()
+    with Repo(str(repo)) as r:
+        outs = [Path(o.fs_path) for o in r.index.outs if o.use_cache]
+    files = [f for o in outs for f in ([o] if o.is_file() else sorted(o.rglob("*"))) if f.is_file()]
+    assert any("train" in str(f) and f.name == "model.safetensors" for f in files), files
+    before = {f: f.read_bytes() for f in files}
+
+    assert "pushed" in _dvc(repo, "push")
+    assert "in sync" in _dvc(repo, "status", "--cloud")
+    s3 = boto3.client("s3", endpoint_url=stack["s3"], aws_access_key_id=s["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=s["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    assert s3.list_objects_v2(Bucket="lema-dvc", Prefix=prefix + "/files/md5/").get("KeyCount", 0) > 0
+    for o in outs:
+        shutil.rmtree(o) if o.is_dir() else o.unlink()
+    shutil.rmtree(repo / ".dvc" / "cache")
+    _dvc(repo, "pull")
+    assert [str(f) for f in files if not f.is_file() or f.read_bytes() != before[f]] == []
 
 
 def test_openai_generator_collects_through_the_vllm_server(stack, tmp_path):
