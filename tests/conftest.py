@@ -127,3 +127,27 @@ def cpu_image() -> str:
         out = subprocess.run([str(ROOT / "images" / "build.sh"), "lema-cpu"], capture_output=True, text=True)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return CPU_IMAGE
+def changed_value(value, key: str = ""):
+    """Another value for a config key, one the schema accepts (the first number inside a section or a list of
+    sections changes): the config- and cache-sensitivity matrices change keys with it."""
+    if key == "data.source":
+        return "hub"
+    if key == "evaluate.backend":
+        return "vllm" if value != "vllm" else "transformers"
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):  # halved: shares and probabilities stay in range
+        return value / 2 if value else 0.5
+    if isinstance(value, str):
+        return value + "-changed"
+    if isinstance(value, list):
+        if not value:
+            return ["probe"]
+        return [changed_value(value[0])] + value[1:] if isinstance(value[0], dict) else value + value[-1:]
+    if isinstance(value, dict):
+        numeric = [k for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        k = (numeric or list(value))[0]
+        return {**value, k: changed_value(value[k])}
+    return 1

@@ -141,3 +141,28 @@ def test_paper_eval_config_evaluates_the_full_sets():
     sets = pl.eval_sets(cfg)
     assert {k: len(v) for k, v in sets.items()} == {"gsm8k/test": 1319, "math500/test": 500, "svamp/test": 1000}
     assert cfg.evaluate.max_tokens >= 512 and cfg.evaluate.samples == 0
+
+
+def test_atomic_write_leaves_the_old_file_or_the_new_one_never_half(tmp_path):
+    """The one atomic write (jsonl, json, the LLM response cache, Batch ids): an error mid-write keeps the old
+    file and no temp file; concurrent writers each land whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lema.jsonl import atomic_open, write_json, write_jsonl
+    from lema.llm.cache import ResponseCache
+
+    target = tmp_path / "rows.jsonl"
+    write_jsonl(target, [{"a": 1}])
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as fh:
+            fh.write('{"a": 2}\n{"a"')
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == '{"a": 1}\n' and sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]
+    big = {"x": "y" * 200_000}
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: write_json(tmp_path / "state.json", big | {"i": i}), range(16)))
+    assert json.loads((tmp_path / "state.json").read_text())["x"] == big["x"]
+    cache = ResponseCache(tmp_path / "cache")
+    key = cache.key({"prompt": "p"})
+    cache.put(key, {"text": "t"})
+    assert cache.get(key) == {"text": "t"} and not list((tmp_path / "cache").rglob("*.tmp"))

@@ -14,7 +14,7 @@ import yaml
 
 from lema.stages import STAGES, readers
 
-from .conftest import lema_env
+from .conftest import changed_value, lema_env
 from .openai_fault_server import FaultServer
 
 pytestmark = pytest.mark.slow
@@ -48,20 +48,6 @@ def test_second_repro_is_a_noop_status_clean_and_push_pull_work(clone_run):
     assert paths.read_bytes() == before
 
 
-def _mutate(value):
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, (int, float)):
-        return value + 1
-    if isinstance(value, str):
-        return value + "-changed"
-    if isinstance(value, dict):
-        return {**value, "probe": 1}
-    if isinstance(value, list):
-        return value + value[-1:] if value else ["probe"]
-    return 1
-
-
 def test_sensitivity_matrix_from_the_declaration(clone_run):
     """Every config key a stage reads: changing it makes exactly the stages that read it stale in DVC (their
     descendants then rerun when those outputs change: `lema run` checks that for a sample key)."""
@@ -79,7 +65,7 @@ def test_sensitivity_matrix_from_the_declaration(clone_run):
             *parents, leaf = key.split(".")
             for part in parents:
                 node = node[part]
-            node[leaf] = _mutate(node[leaf])
+            node[leaf] = changed_value(node[leaf], key)
             params_file.write_text(yaml.safe_dump(params, sort_keys=False))
             expected = readers(key, cfg)
             assert expected, key
@@ -111,7 +97,11 @@ def test_local_kfp_run_with_two_shards_matches_dvc_and_lema_run(clone_run, tmp_p
         request.getfixturevalue("cpu_image")
     repo, cfg, snapshot = clone_run
     root = tmp_path / "kfp"
+    mlruns_before = sorted(Path.cwd().glob("mlruns/*"))
     run_local(repo / "configs" / "tiny.yaml", root, num_shards=2, data_dir=str(repo / "data"), runner=runner)
+    # the registry and its artifacts stay under the pipeline root, not in ./mlruns of this directory
+    assert sorted(Path.cwd().glob("mlruns/*")) == mlruns_before
+    assert (root / "mlflow.db").exists() and any((root / "mlartifacts").rglob("MLmodel"))
 
     def output(task: str, name: str) -> Path:
         found = [f for f in root.rglob(name) if any(part.startswith(task) for part in f.relative_to(root).parts)]

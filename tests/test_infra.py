@@ -194,8 +194,28 @@ def pipeline_references():
                 refs.append(("Secret", item["secretName"], False, f"pipeline/{name}"))
             for item in ex.get("configMapAsEnv", []):
                 refs.append(("ConfigMap", item["configMapName"], False, f"pipeline/{name}"))
-    assert refs, "the compiled pipeline mounts no secret: the corrector key would never arrive"
+            for item in ex.get("pvcMount", []):
+                refs.append(("PersistentVolumeClaim", item["constant"], False, f"pipeline/{name}"))
+    kinds = {kind for kind, *_ in refs}
+    assert {"Secret", "ConfigMap", "PersistentVolumeClaim"} <= kinds, f"the compiled pipeline mounts only {kinds}"
     return refs
+
+
+def test_pipeline_pods_run_where_infra_puts_their_objects():
+    """The namespace the pipeline's pods run in (config kubeflow.namespace, submit's default) is the one every
+    overlay renders into; README and the runbook name the same config map and secret as the pipeline."""
+    from lema.config import load_config
+
+    kf = load_config(ROOT / "params.yaml").kubeflow
+    for overlay in OVERLAYS:
+        objs = render(overlay)
+        assert {o["metadata"].get("namespace") for o in objs if o["kind"] != "Namespace"} == {kf.namespace}
+    for doc in ("README.md", "infra/README.md"):
+        text = (ROOT / doc).read_text()
+        assert kf.config_map in text and kf.secret in text and kf.cache_pvc in text, doc
+        # (`lema-mlflow` is also the compose stack's artifact bucket: only a config map of that name is wrong)
+        assert not re.search(r"config ?map[^.\n]{0,40}`lema-mlflow`", text, re.I), \
+            f"{doc} names a config map the pipeline does not read"
 
 
 def out_of_band_secrets(overlay: str) -> set[str]:

@@ -8,9 +8,10 @@ import random
 import numpy as np
 import pytest
 
+from lema import stats
 from lema.grading.answers import extract_answer, is_correct
 from lema.grading.steps import split_steps
-from lema.lab import arms, stats, task
+from lema.lab import arms, task
 from lema.lab.tokenizer import build_tokenizer
 
 

@@ -12,7 +12,7 @@ import yaml
 from lema.config import load_config
 from lema.stages import BY_NAME, STAGES, descendants, instances, readers
 
-from .conftest import ROOT
+from .conftest import ROOT, changed_value
 
 
 def test_compiled_pipeline_is_not_stale(tmp_path):
@@ -122,14 +122,14 @@ def test_pipeline_structure():
     assert "triggerPolicy" in text and "gate-Output" in text                   # dsl.If on evaluation
     assert "retryPolicy" in text
     inputs = spec["root"]["inputDefinitions"]["parameters"]
-    assert {"config", "min_accuracy", "corrector_cache"} <= set(inputs)
-    assert inputs["min_accuracy"]["defaultValue"] == load_config(ROOT / "params.yaml").register_.min_accuracy
+    cfg = load_config(ROOT / "params.yaml")
+    assert set(inputs) == {"min_accuracy", "corrector_cache"}
+    assert inputs["min_accuracy"]["defaultValue"] == cfg.register_.min_accuracy
+    assert inputs["corrector_cache"]["defaultValue"] == cfg.kubeflow.cache_mount  # the PVC's mount, never ""
     assert "OPENAI_API_KEY" not in yaml.safe_dump(spec["root"].get("inputDefinitions", {}))
     execs = yaml.safe_dump(platform)
     assert "secretAsEnv" in execs and "OPENAI_API_KEY" in execs and "lema-corrector" in execs
     assert "configMapAsEnv" in execs and "MLFLOW_TRACKING_URI" in execs and "lema-pipeline" in execs
-    resources = [e["container"].get("resources", {}) for e in spec["deploymentSpec"]["executors"].values()]
-    assert any(r.get("cpuRequest") for r in resources) and any(r.get("memoryRequest") for r in resources)
     # the report gets the registration result when the gate lets registration through
     report_tasks = [c for n, c in spec["components"].items() if n.startswith("comp-report")]
     assert any("registry" in c["inputDefinitions"]["artifacts"] for c in report_tasks)
@@ -222,3 +222,174 @@ def test_fresh_clone_dvc_status_and_dag(tmp_path):
                              text=True)
         assert out.returncode == 0, out.stderr[-2000:]
         assert all(st.name in out.stdout for st in STAGES if st.rounds != "later"), args
+def _compiled(tmp_path, name="p.yaml", **kw):
+    from lema.orchestration.kfp_cli import compile_pipeline
+
+    return list(yaml.safe_load_all(compile_pipeline(ROOT / "params.yaml", tmp_path / name, **kw).read_text()))
+
+
+def _executor_stage(name: str) -> str:
+    """exec-train-2 -> train, exec-merge-collect -> merge-collect."""
+    name = name.removeprefix("exec-")
+    return name.rsplit("-", 1)[0] if name[-1].isdigit() else name
+
+
+def test_no_task_installs_anything_and_one_kfp_version_everywhere(tmp_path):
+    """A cluster runs the YAML as it is: no `pip install` at task start (the image holds lema and kfp), and the
+    kfp that compiles is the kfp pinned in pyproject.toml and in both image locks."""
+    import tomllib
+
+    import kfp
+
+    from lema.orchestration.kfp import KFP_VERSION
+
+    for gpu in (False, True):
+        spec = _compiled(tmp_path, gpu=gpu)[0]
+        for name, e in spec["deploymentSpec"]["executors"].items():
+            text = " ".join(e["container"]["command"] + e["container"].get("args", []))
+            assert "pip install" not in text and "pip3 install" not in text, name
+            assert "kfp.dsl.executor_main" in text, name
+    assert kfp.__version__ == KFP_VERSION
+    ops = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ops"]
+    assert {f"kfp=={KFP_VERSION}", f"kfp-kubernetes=={KFP_VERSION}"} <= set(ops)
+    for lock in ("requirements.lock", "requirements-cuda.lock"):
+        lines = set((ROOT / lock).read_text().splitlines())
+        assert {f"kfp=={KFP_VERSION}", f"kfp-kubernetes=={KFP_VERSION}"} <= lines, lock
+
+
+def test_cluster_placement_resources_and_cache_volume(tmp_path):
+    """GPU tasks: one GPU, the configured tolerations and node selector; every task: requests and limits
+    (merge and gate small); every correct task mounts the corrector-cache PVC where corrector_cache points."""
+    cfg = load_config(ROOT / "params.yaml")
+    spec, platform = _compiled(tmp_path, gpu=True, overrides={
+        "kubeflow.gpu_node_selector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+        "kubeflow.cache_pvc": "team-cache"})
+    execs = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    gpu_stages = {st.name for st in STAGES if st.gpu}
+    for name, e in spec["deploymentSpec"]["executors"].items():
+        stage = _executor_stage(name)
+        r = e["container"]["resources"]
+        for what in ("Cpu", "Memory"):
+            assert r[f"resource{what}Request"] == r[f"resource{what}Limit"], name
+        if stage in BY_NAME:
+            assert (r["resourceCpuRequest"], r["resourceMemoryRequest"]) == (BY_NAME[stage].cpu, BY_NAME[stage].memory)
+        else:  # merge-collect, merge-correct, gate
+            assert (r["resourceCpuRequest"], r["resourceMemoryRequest"]) == (cfg.kubeflow.small_cpu,
+                                                                             cfg.kubeflow.small_memory), name
+        k8s = execs.get(name, {})
+        if stage in gpu_stages:
+            assert r["accelerator"]["resourceType"] == "nvidia.com/gpu" and r["accelerator"]["resourceCount"] == "1"
+            assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+            assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+        else:
+            assert "accelerator" not in r and "tolerations" not in k8s and "nodeSelector" not in k8s, name
+        mounts = k8s.get("pvcMount", [])
+        assert ([m["constant"] for m in mounts] == ["team-cache"]) == (stage == "correct"), name
+        if mounts:
+            assert mounts[0]["mountPath"] == spec["root"]["inputDefinitions"]["parameters"]["corrector_cache"][
+                "defaultValue"]
+
+
+def _task_configs(spec: dict) -> dict[str, str]:
+    """Task name -> the `config` constant it receives, over every DAG of the compiled pipeline."""
+    out = {}
+    for dag in [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]:
+        for name, task in dag["tasks"].items():
+            value = task.get("inputs", {}).get("parameters", {}).get("config", {}).get("runtimeValue", {})
+            if "constant" in value:
+                out[name] = value["constant"]
+    return out
+
+
+def _task_stage(task: str) -> str:
+    """Compiled task name -> declared stage: train-2 -> train, merge-correct -> correct (its fan-in)."""
+    base = task.rsplit("-", 1)[0] if task[-1].isdigit() else task
+    return {"merge-collect": "collect", "merge-correct": "correct", "gate": "register"}.get(base, base)
+
+
+def test_kfp_task_inputs_change_exactly_where_dvc_params_do(tmp_path):
+    """Kubeflow caches a task on its inputs: change one config key, and the tasks whose `config` changes are the
+    DVC stages whose params change (dvc.yaml generated from the same declaration), key by key.  register alone
+    takes the whole config (provenance in MLflow) and is never cached."""
+    from google.protobuf import json_format
+
+    from lema.orchestration.dvc import render
+    from lema.orchestration.kfp import build_pipeline
+    from lema.orchestration.kfp_cli import compile_pipeline
+
+    base = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+
+    def compiled(data: dict, name: str) -> dict:
+        """The pipeline spec the compiler writes (its first YAML document), without the YAML round trip."""
+        f = tmp_path / "c.yaml"
+        f.write_text(yaml.safe_dump(data))
+        return json_format.MessageToDict(build_pipeline(load_config(f)).pipeline_spec)
+
+    before = compiled(base, "base.yaml")
+    assert before == next(yaml.safe_load_all(compile_pipeline(ROOT / "configs" / "tiny.yaml", tmp_path / "t.yaml")
+                                             .read_text()))
+    configs = _task_configs(before)
+    uncached = {n for dag in [before["root"]["dag"]] + [c["dag"] for c in before["components"].values() if "dag" in c]
+                for n, t in dag["tasks"].items() if not t.get("cachingOptions", {}).get("enableCache")
+                and "executorLabel" in before["components"][t["componentRef"]["name"]]}
+    assert {_task_stage(t) for t in uncached} == {"register"}
+    assert {_task_stage(t) for t in configs} == {st.name for st in STAGES if st.rounds != "later"}
+    dvc = render(cfg)["stages"]
+    params = {name: (body.get("do") or body)["params"] for name, body in dvc.items()}
+    keys = sorted({k for st in STAGES for k in st.reads})
+    for key in keys:
+        data = yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True)))
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = changed_value(node[leaf], key)
+        if key == "data.dir":
+            node[leaf] = str(ROOT / "data")  # another directory holding the same data
+        after = _task_configs(compiled(data, "after.yaml"))
+        changed_kfp = {_task_stage(t) for t in configs if configs[t] != after[t] and t not in uncached}
+        changed_dvc = {s for s, ps in params.items() if any(key == p or key.startswith(p + ".") for p in ps)}
+        assert changed_kfp == changed_dvc - {"register"}, key
+
+
+def test_component_bodies_hand_the_declared_artifacts_to_the_stage():
+    """Each round-1 body passes run_stage an input for every artifact its stage's declared deps come from, only
+    names the declaration knows, and writes exactly the stage's own artifact (read from the bodies' source, as
+    KFP ships it)."""
+    import ast
+    import inspect
+
+    from lema.orchestration.kfp import BODIES
+    from lema.stages import Instance, artifact_locations, artifact_name, upstream
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    known = set(artifact_locations())
+    checked = set()
+    for body, fn in BODIES.items():
+        tree = ast.parse(inspect.getsource(fn))
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "run_stage"]
+        assigned = {a.targets[0].id: a.value for a in ast.walk(tree)
+                    if isinstance(a, ast.Assign) and isinstance(a.targets[0], ast.Name)}
+        if not calls or body not in BY_NAME or BY_NAME[body].rounds == "later":
+            continue
+        st = BY_NAME[body]
+        for variant in st.variants or (None,):
+            def names(node):
+                node = assigned.get(node.id, node) if isinstance(node, ast.Name) else node
+                keys = []
+                for k in getattr(node, "keys", []):
+                    keys.append(k.value if isinstance(k, ast.Constant) else
+                                "".join(v.value if isinstance(v, ast.Constant) else variant for v in k.values))
+                return set(keys)
+
+            inputs = set().union(*(names(c.args[2]) for c in calls))
+            report = [n for n in ast.walk(tree) if isinstance(n, ast.Subscript) and getattr(n.value, "id", "") == "inputs"]
+            inputs |= {n.slice.value for n in report if isinstance(n.slice, ast.Constant)}
+            outputs = set().union(*(names(c.args[3]) for c in calls))
+            node = Instance(st, variant)
+            declared = {artifact_name(p) for p in upstream(node, cfg)}
+            assert declared <= inputs <= known, (node.name, declared - inputs, inputs - known)
+            assert outputs == {artifact_name(node)}, node.name
+            checked.add(st.name)
+    assert checked == {st.name for st in STAGES if st.rounds != "later"}

@@ -80,13 +80,13 @@ def test_dvc_yaml_for_rounds():
 def test_kfp_unrolls_rounds_inside_the_registration_branch(tmp_path):
     from kfp import compiler
 
+    from lema.config import load_config
     from lema.orchestration.kfp import build_pipeline
-    from lema.orchestration.kfp_cli import resolved_config_text
 
     params = tmp_path / "r3.yaml"
     params.write_text(yaml.safe_dump({**yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text()), "rounds": 3}))
     out = tmp_path / "p.yaml"
-    compiler.Compiler().compile(build_pipeline(resolved_config_text(params)), str(out))
+    compiler.Compiler().compile(build_pipeline(load_config(params)), str(out))
     spec = next(yaml.safe_load_all(out.read_text()))
     tasks = {name: (comp_name, t) for comp_name, comp in spec["components"].items()
              for name, t in comp.get("dag", {}).get("tasks", {}).items()}

@@ -129,31 +129,37 @@ def cmd_dvc(args) -> int:
 
 
 def cmd_pipeline(args) -> int:
+    from lema.config import load_config
     from lema.orchestration import kfp_cli
 
-    config = args.config or "params.yaml"
-    if args.action in ("compile", "run"):
-        from lema.config import load_config
-
-        cfg = load_config(config)
-        if args.action == "run" or Path(cfg.data.dir).is_dir():
-            _preflight(cfg, args.data_dir if args.action == "run" else None)
-        else:  # compiling away from the data (the images carry it): the tasks read the sets when they run
-            print(f"data dir {cfg.data.dir} not here: eval sets are checked when the pipeline runs", file=sys.stderr)
+    config, overrides = args.config or "params.yaml", _overrides(args)
+    cfg = load_config(config, overrides)
+    if args.action == "run" or Path(cfg.data.dir).is_dir():
+        _preflight(cfg, args.data_dir if args.action == "run" else None)
+    else:  # compiling away from the data (the images carry it): the tasks read the sets when they run
+        print(f"data dir {cfg.data.dir} not here: eval sets are checked when the pipeline runs", file=sys.stderr)
     if args.action == "compile":
         out = kfp_cli.compile_pipeline(config, args.out, num_shards=args.shards, gpu=args.gpu,
-                                       cache_root=args.cache_root or "")
+                                       cache_root=args.cache_root, overrides=overrides)
         print(f"compiled {out}")
     elif args.action == "run":
         if not args.local:
             raise SystemExit("lema pipeline run needs --local (use `submit --host URL` for a cluster)")
         kfp_cli.run_local(config, args.pipeline_root, num_shards=args.shards, data_dir=args.data_dir,
-                          cache_root=args.cache_root, runner=args.runner)
+                          cache_root=args.cache_root, overrides=overrides, runner=args.runner)
         print(f"local pipeline run finished; artifacts under {args.pipeline_root}")
     else:
         if not args.host:
             raise SystemExit("lema pipeline submit needs --host URL")
-        run = kfp_cli.submit(args.host, args.package)
+        params = {}
+        for item in args.param or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--param expects name=value, got {item!r}")
+            params[key] = yaml.safe_load(value)
+        run = kfp_cli.submit(args.host, config, overrides, params=params, run_name=args.run_name,
+                             experiment=args.experiment, namespace=args.namespace, num_shards=args.shards,
+                             gpu=args.gpu, cache_root=args.cache_root, package=args.package)
         print(f"submitted run {run.run_id}")
     return 0
 
@@ -250,21 +256,26 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--json", action="store_true")
     g.set_defaults(fn=cmd_registry)
 
-    k = sub.add_parser("pipeline", help="Kubeflow: compile, run locally, or submit to a cluster")
+    k = with_config(sub.add_parser("pipeline", help="Kubeflow: compile, run locally, or submit to a cluster"))
     k.add_argument("action", choices=["compile", "run", "submit"])
-    k.add_argument("--config", default=None, help="lema config whose settings become pipeline defaults")
     k.add_argument("--out", default="pipelines/lema_pipeline.yaml")
     k.add_argument("--shards", type=int, default=2)
-    k.add_argument("--gpu", action="store_true", help="request one NVIDIA GPU for collect/train/evaluate")
+    k.add_argument("--gpu", action="store_true", help="collect/train/evaluate on the CUDA image with one GPU each")
     k.add_argument("--local", action="store_true", help="run here with kfp.local (see --runner)")
     k.add_argument("--runner", choices=["subprocess", "docker"], default="subprocess",
                    help="--local: SubprocessRunner (this venv) or DockerRunner (every task in the lema-cpu image)")
     k.add_argument("--pipeline-root", default="runs/kfp-local")
     k.add_argument("--data-dir", default="data")
-    k.add_argument("--cache-root", default=None, help="persistent corrector cache (volume path or artifact-store "
-                   "URI); default for --local: PIPELINE_ROOT/cache")
-    k.add_argument("--host", help="KFP API endpoint for submit")
-    k.add_argument("--package", default="pipelines/lema_pipeline.yaml")
+    k.add_argument("--cache-root", default=None, help="corrector cache (default: the mount path of the "
+                   "kubeflow.cache_pvc volume; for --local: PIPELINE_ROOT/cache)")
+    k.add_argument("--host", help="KFP API endpoint for submit (token of a multi-user deployment: "
+                   "$KF_PIPELINES_TOKEN)")
+    k.add_argument("--run-name", default=None, help="submit: the run's name (default: lema-<run_dir name>)")
+    k.add_argument("--experiment", default=None, help="submit: KFP experiment (default: register.experiment)")
+    k.add_argument("--namespace", default=None, help="submit: where the run's pods start (default: kubeflow.namespace of the config, `lema`)")
+    k.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="submit: a pipeline parameter, e.g. min_accuracy=0.3")
+    k.add_argument("--package", default=None, help="submit: also keep the compiled YAML at this path")
     k.set_defaults(fn=cmd_pipeline)
 
     args = parser.parse_args(argv)

@@ -1,7 +1,8 @@
-"""JSONL reading and writing with errors that name the file, line and field."""
+"""JSONL reading and writing with errors that name the file, line and field; the one atomic write."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -67,29 +68,40 @@ def read_raw(path: str | os.PathLike) -> list[dict]:
     return [obj for _, obj in iter_objects(path)]
 
 
-def write_jsonl(path: str | os.PathLike, rows: Iterable[BaseModel | dict]) -> int:
-    """Write atomically (temp file + rename) so a crash never leaves half a file."""
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator:
+    """A text file that appears at `path` whole or not at all: written to a unique temp file beside it, then
+    renamed over it (a killed process or a concurrent writer never leaves half a file).  No fsync: a crash of
+    the machine may lose the newest file, never tear one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
-                fh.write(json.dumps(data, ensure_ascii=False) + "\n")
-                n += 1
+            yield fh
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """`text` at `path`, atomically (`atomic_open`)."""
+    with atomic_open(path) as fh:
+        fh.write(text)
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[BaseModel | dict]) -> int:
+    """One JSON object per line, atomically, so a crash never leaves half a file."""
+    n = 0
+    with atomic_open(path) as fh:
+        for row in rows:
+            data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
+            fh.write(json.dumps(data, ensure_ascii=False) + "\n")
+            n += 1
     return n
 
 
-def write_json(path: str | os.PathLike, data: BaseModel | dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_json(path: str | os.PathLike, data: BaseModel | dict, indent: int | None = 2) -> None:
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(payload, indent=indent, ensure_ascii=False) + "\n")

@@ -6,8 +6,6 @@ Secrets never live here: API keys come from the environment only.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -264,6 +262,28 @@ class VLLMConfig(_Strict):
     enforce_eager: bool = True
 
 
+class TolerationConfig(_Strict):
+    key: str = "nvidia.com/gpu"
+    operator: Literal["Equal", "Exists"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoExecute", "NoSchedule", "PreferNoSchedule"] | None = "NoSchedule"
+
+
+class KubeflowConfig(_Strict):
+    """Where the compiled pipeline's pods run and what they mount (kfp-kubernetes); no stage reads it."""
+    # KFP runs a run's pods in the run's namespace: this one (a Kubeflow profile namespace; `lema pipeline
+    # submit --namespace` defaults to it), where infra/base defines the objects below (infra/README.md).
+    namespace: str = "lema"
+    config_map: str = "lema-pipeline"          # MLFLOW_TRACKING_URI, OPENAI_BASE_URL for every task
+    secret: str = "lema-corrector"             # key api_key -> OPENAI_API_KEY of the correct tasks
+    cache_pvc: str = "lema-corrector-cache"    # the corrector's response cache and Batch ids, mounted by default
+    cache_mount: str = "/mnt/lema-cache"
+    gpu_tolerations: list[TolerationConfig] = [TolerationConfig()]
+    gpu_node_selector: dict[str, str] = {}     # e.g. {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}
+    small_cpu: str = "500m"                    # merge and gate tasks: requests = limits
+    small_memory: str = "1G"
+
+
 class Config(_Strict):
     run_dir: str = "runs/default"
     seed: int = 1234
@@ -281,6 +301,7 @@ class Config(_Strict):
     register_: RegisterConfig = Field(RegisterConfig(), alias="register")
     vllm: VLLMConfig = VLLMConfig()
     lab: LabConfig = LabConfig()
+    kubeflow: KubeflowConfig = KubeflowConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -302,9 +323,9 @@ class Config(_Strict):
         return self
 
     def section_hash(self, *sections: str) -> str:
-        data = self.model_dump(mode="json", by_alias=True)
-        picked = {s: data[s] for s in sections}
-        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+        from lema.config.serialize import digest, pick
+
+        return digest(pick(self.model_dump(mode="json", by_alias=True), sections))
 
     @property
     def run_path(self) -> Path:

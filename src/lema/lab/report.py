@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lema.lab.arms import title, wrong_step_arm
-from lema.lab.stats import compare, paired_seeds, t_interval
+from lema.stats import compare, paired_seeds, t_interval
 
 MDE_TARGET = 0.02     # the protocol: every claim's MDE at most 2 points
 BASE_MAX = 0.30       # the base's task accuracy stays under this

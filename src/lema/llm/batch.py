@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lema.jsonl import write_json
 from lema.llm.budget import Amount, BudgetExceeded
 from lema.llm.transport import OpenAITransport
 from lema.llm.wire import Request, Response
@@ -37,9 +38,7 @@ class BatchClient:
         return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
 
     def _save(self, state: dict) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self.state_file)
+        write_json(self.state_file, state, indent=1)
 
     def open_batches(self) -> dict[str, set[str]]:
         """{batch id: cache keys} of batches submitted earlier and not yet collected or ended."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from lema.jsonl import write_text
 
 
 class ResponseCache:
@@ -14,7 +15,6 @@ class ResponseCache:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._dirs: set[str] = set()
 
     @staticmethod
     def key(payload: dict) -> str:
@@ -33,12 +33,5 @@ class ResponseCache:
             return None
 
     def put(self, key: str, value: dict) -> None:
-        p = self._path(key)
-        if key[:2] not in self._dirs:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(key[:2])
-        # Write-then-rename: a killed process leaves either the whole entry or none.  (No fsync: that
-        # would guard against power loss at a large cost per response; a lost entry is only re-bought.)
-        tmp = p.with_name(f".{key}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, p)
+        # A killed process leaves either the whole entry or none (a lost entry is only re-bought).
+        write_text(self._path(key), json.dumps(value, ensure_ascii=False))

@@ -15,8 +15,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from lema.config import Config
 from lema.jsonl import read_jsonl, write_json, write_jsonl
 from lema.records import Correction, Quarantined, SampledPath, StageReport
@@ -29,11 +27,15 @@ LOCATIONS = {name: (lambda p, rel=rel: p.root / rel) for name, rel in artifact_l
 
 
 def config_from_text(text: str, run_dir: str | Path) -> Config:
+    """The Config a task runs with: the keys it was given (``lema.config.serialize``), defaults elsewhere
+    (the stage reads none of those), its scratch run dir."""
     from lema.config import config_from_dict
 
-    data = yaml.safe_load(text) or {}
+    data = json.loads(text) if text.strip() else {}
+    if not isinstance(data, dict):
+        raise ValueError(f"task config: expected a JSON object, got {type(data).__name__}")
     data["run_dir"] = str(run_dir)
-    return config_from_dict(data, Path(os.environ.get("LEMA_HOME", ".")))
+    return config_from_dict(data, Path(os.environ.get("LEMA_HOME", ".")), where="<task config>")
 
 
 def _place(src: str | Path, dst: Path) -> None:
@@ -132,11 +134,14 @@ def merge_collect(shard_dirs: list[str], out_dir: str | Path) -> StageReport:
 def correct_shard(cfg: Config, index: int, count: int, cache_root: str = "") -> StageReport:
     """Correct every count-th wrong path (the wrong paths come in as the collect artifact).
 
-    With `cache_root` (a persistent volume or mounted artifact store), the LLM corrector's response cache and
-    Batch ids live there, so a retried or rerun task never pays for an answer twice."""
+    `cache_root` (the mounted PVC in a cluster, a directory under the pipeline root locally) holds the LLM
+    corrector's response cache and Batch ids, so a retried or rerun task never pays for an answer twice."""
     from lema.records import WrongPath
     from lema.stages.correct.correct import run_correct
 
+    if not cache_root:
+        raise ValueError("correct task: cache_root is empty; the pipeline's corrector_cache parameter names the "
+                         "persistent cache (by default the mount path of the kubeflow.cache_pvc volume)")
     p = paths(cfg)
     rows = read_jsonl(p.collect / "wrong.jsonl", WrongPath)[index::count]
     shard_in = p.root / "shard-wrong.jsonl"
@@ -145,7 +150,7 @@ def correct_shard(cfg: Config, index: int, count: int, cache_root: str = "") -> 
     positions = [[index + k * count, r.id, r.generator, r.path] for k, r in enumerate(rows)]
     write_json(p.correct / "positions.json", {"positions": positions})
     return run_correct(shard_in, p.correct / "corrections.jsonl", p.correct / "quarantine.jsonl",
-                       corrector_for(cfg, Path(cache_root) / "correct" if cache_root else p.correct / "cache"),
+                       corrector_for(cfg, Path(cache_root) / "correct"),
                        p.correct / "report.json")
 
 
@@ -197,18 +202,7 @@ def _add(total: dict, more: dict) -> dict:
     return out
 
 
-def log_usage(config_text: str, report: StageReport) -> dict[str, float]:
-    """Merged corrector usage as flat metrics, logged to MLflow (MLFLOW_TRACKING_URI, else nothing)."""
-    flat = {f"correct.{k}": float(v) for k, v in (report.details.get("usage") or {}).items()
+def usage_metrics(report: StageReport) -> dict[str, float]:
+    """Merged corrector usage as flat metrics (the KFP UI; register logs the same numbers to MLflow)."""
+    return {f"correct.{k}": float(v) for k, v in (report.details.get("usage") or {}).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if flat and uri:
-        import mlflow
-        from lema.registry.store import using_tracking_uri
-
-        cfg = config_from_text(config_text, ".")
-        with using_tracking_uri(uri):
-            mlflow.set_experiment(cfg.register_.experiment)
-            with mlflow.start_run(run_name="correct-usage"):
-                mlflow.log_metrics(flat)
-    return flat

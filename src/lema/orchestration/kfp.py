@@ -2,8 +2,14 @@
 
 Each component is a lightweight Python component whose body only calls ``lema.orchestration.artifacts`` (the same stage
 functions as ``lema run`` and ``dvc repro``); lightweight components also run under kfp.local's
-SubprocessRunner.  Images and resources come from the declaration (``Stage.gpu``/``cpu``/``memory``): with
-``gpu=True`` the GPU stages (collect, train, evaluate) run the CUDA image and request one GPU.
+SubprocessRunner.  The image already holds lema and the same kfp (one pin, ``KFP_VERSION``), so no task installs
+anything at start.  Images and resources come from the declaration (``Stage.gpu``/``cpu``/``memory``, requests =
+limits): with ``gpu=True`` the GPU stages (collect, train, evaluate) run the CUDA image with one GPU, the
+tolerations and node selector of ``kubeflow:`` in the config.
+
+Caching at DVC's granularity: a task's ``config`` input is only the config keys its stage reads
+(``Stage.reads``, its DVC params), so a change reruns the same tasks here as in DVC.  ``register`` alone gets
+the whole resolved config (it records it in MLflow, as ``lema run`` does) and is never cached.
 collect fans out over (generator, shard), correct over shards (``dsl.ParallelFor`` + ``dsl.Collected``);
 registration is gated on evaluation (``dsl.If``) with the threshold from the config.
 
@@ -14,17 +20,18 @@ bodies that do not depend on the round are reused as they are (they see one roun
 """
 
 
-import json
+import functools
 from typing import List  # noqa: UP035 - KFP reads these annotations
 
 from kfp import dsl, kubernetes
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
+from lema.config import Config
+from lema.config.serialize import pick, resolved, to_text
 from lema.orchestration.images import CPU_IMAGE, CUDA_IMAGE, DOCKERFILES  # noqa: F401 - image tags: one place
 from lema.stages import BY_NAME
 
-SECRET = "lema-corrector"   # kubectl create secret generic lema-corrector --from-literal=api_key=...
-MLFLOW_CONFIG = "lema-pipeline"  # config map (infra/base): every task gets MLFLOW_TRACKING_URI and OPENAI_BASE_URL
+KFP_VERSION = "2.17.3"  # pyproject.toml's pin: the SDK that compiles and the one in both images
 
 
 # ---- component bodies (sources are shipped to the container by KFP) ------------------------------------
@@ -62,15 +69,15 @@ def correct(config: str, paths: Input[Dataset], shard: int, num_shards: int, cac
               cache_root=cache_root)
 
 
-def merge_correct(config: str, shards: Input[List[Dataset]], corrections: Output[Dataset], metrics: Output[Metrics]):
-    """Fan-in of the correction shards; token and cost usage summed and logged to MLflow."""
-    from lema.orchestration.artifacts import log_usage
+def merge_correct(shards: Input[List[Dataset]], corrections: Output[Dataset], metrics: Output[Metrics]):
+    """Fan-in of the correction shards; token and cost usage summed (register logs it to MLflow, as in lema run)."""
     from lema.orchestration.artifacts import merge_correct as merge
+    from lema.orchestration.artifacts import usage_metrics
 
     report = merge([s.path for s in shards], corrections.path)
     metrics.log_metric("correct/corrected", report.n_out)
     metrics.log_metric("correct/unlocalised", report.n_quarantined)
-    for key, value in log_usage(config, report).items():
+    for key, value in usage_metrics(report).items():
         metrics.log_metric(key, value)
 
 
@@ -121,7 +128,8 @@ def gate(eval_cot: Input[Dataset], eval_lema: Input[Dataset], metric: str, min_a
 def register(config: str, train_cot: Input[Model], train_lema: Input[Model], eval_cot: Input[Dataset],
              eval_lema: Input[Dataset], paths: Input[Dataset], corrections: Input[Dataset], valid: Input[Dataset],
              sft: Input[Dataset], registry: Output[Dataset]):
-    """Log both models to MLflow (MLFLOW_TRACKING_URI), with their dataset inputs, and set the aliases."""
+    """Log both models to MLflow (MLFLOW_TRACKING_URI), with their dataset inputs, and set the aliases; `config`
+    is the whole run config (recorded as the run's params, as lema run does)."""
     from lema.orchestration.artifacts import run_stage
 
     run_stage("register", config, {"train_cot": train_cot.path, "train_lema": train_lema.path,
@@ -194,49 +202,61 @@ BODIES = {"base-model": base_model, "collect": collect, "merge-collect": merge_c
 STAGE_OF = {"collect-round": "collect", "register-round": "register"}  # round-r bodies of a declared stage
 
 
+@functools.cache
 def components(gpu: bool = False) -> dict:
     """One KFP component per body; a declared GPU stage runs the CUDA image when `gpu`."""
     def image(name: str) -> str:
         st = BY_NAME.get(STAGE_OF.get(name, name))
         return CUDA_IMAGE if gpu and st is not None and st.gpu else CPU_IMAGE
 
-    return {name: dsl.component(base_image=image(name))(fn) for name, fn in BODIES.items()}
+    return {name: dsl.component(base_image=image(name), install_kfp_package=False)(fn) for name, fn in BODIES.items()}
 
 
-def _place(task, stage: str, gpu: bool):
-    """Resources from the declaration; the MLflow tracking URI from the cluster's config map."""
+def stage_config(cfg: Config, stage: str) -> str:
+    """What a task of `stage` receives as `config`: the keys the stage reads (its DVC params), canonical JSON."""
+    return to_text(pick(resolved(cfg), BY_NAME[stage].reads))
+
+
+def _place(task, stage: str, cfg: Config, gpu: bool):
+    """Resources from the declaration (requests = limits; merge and gate tasks small), GPU placement from the
+    config, the MLflow tracking URI and OpenAI base URL from the config map infra/ defines."""
+    kf = cfg.kubeflow
     st = BY_NAME.get(stage)
-    if st is not None:
-        task.set_cpu_request(st.cpu).set_memory_request(st.memory)
-        if gpu and st.gpu:
-            task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
-    kubernetes.use_config_map_as_env(task, config_map_name=MLFLOW_CONFIG,
+    cpu, memory = (st.cpu, st.memory) if st is not None else (kf.small_cpu, kf.small_memory)
+    task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(memory)
+    if gpu and st is not None and st.gpu:
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+        for tol in kf.gpu_tolerations:
+            kubernetes.add_toleration(task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect)
+        for label, value in kf.gpu_node_selector.items():
+            kubernetes.add_node_selector(task, label_key=label, label_value=value)
+    kubernetes.use_config_map_as_env(task, config_map_name=kf.config_map,
                                      config_map_key_to_env={"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
                                                              "OPENAI_BASE_URL": "OPENAI_BASE_URL"})
     return task
 
 
-def build_pipeline(config_text: str, num_shards: int = 2, gpu: bool = False, cache_root: str = ""):
-    """A pipeline whose fan-out (generators x shards), gate threshold and defaults come from one lema config.
+def build_pipeline(cfg: Config, num_shards: int = 2, gpu: bool = False, cache_root: str | None = None):
+    """A pipeline whose fan-out (generators x shards), gate threshold and task configs come from one resolved
+    lema config (the object ``load_config`` returns; its ``data.dir`` as the tasks should see it).
 
-    `cache_root`: persistent location (mounted volume or artifact-store path) for the corrector's response
-    cache and Batch ids; empty = inside each task (a retry then pays again)."""
-    import yaml
-
-    cfg = yaml.safe_load(config_text) or {}
-    generators = [g["name"] for g in cfg.get("generators", [{"name": "base-t0.8"}])]
-    work = [{"generator": g, "shard": s} for g in generators for s in range(num_shards)]
-    reg = cfg.get("register") or {}
-    metric = reg.get("primary_metric", "gsm8k/test")
-    rounds = int(cfg.get("rounds", 1))
-    default_config = json.dumps(cfg, sort_keys=True)  # one line: KFP copies defaults into header comments
+    `cache_root`: where the correct tasks keep the corrector's response cache and Batch ids; default: the
+    mount path of the PVC ``kubeflow.cache_pvc`` (mounted into every correct task), so a retry never pays twice."""
+    work = [{"generator": g.name, "shard": s} for g in cfg.generators for s in range(num_shards)]
+    reg = cfg.register_
+    rounds = cfg.rounds
+    conf = {name: stage_config(cfg, name) for name in BY_NAME}
+    conf["register"] = to_text(resolved(cfg))
+    kf = cfg.kubeflow
     c = components(gpu)
+
+    def place(task, stage: str):
+        return _place(task, stage, cfg, gpu)
 
     @dsl.pipeline(name="lema", description="Learning from Mistakes: collect, correct, validate, fine-tune, "
                   "evaluate and register math reasoners.")
-    def lema(config: str = default_config, min_accuracy: float = float(reg.get("min_accuracy", 0.0)),
-             corrector_cache: str = cache_root):
-        base = _place(c["base-model"](config=config), "base-model", gpu)
+    def lema(min_accuracy: float = float(reg.min_accuracy), corrector_cache: str = cache_root or kf.cache_mount):
+        base = place(c["base-model"](config=conf["base-model"]), "base-model")
 
         def one_round(rnd: int, prev: dict | None):
             """Round rnd's tasks; round rnd+1 goes inside its registration branch (it samples with the new
@@ -244,58 +264,60 @@ def build_pipeline(config_text: str, num_shards: int = 2, gpu: bool = False, cac
             sfx = f"-r{rnd}" if rnd > 1 else ""
             if prev is None:
                 with dsl.ParallelFor(items=work, parallelism=8) as item:
-                    sampled = _place(c["collect"](config=config, model=base.outputs["model"], work=item,
-                                                  num_shards=num_shards), "collect", gpu)
+                    sampled = place(c["collect"](config=conf["collect"], model=base.outputs["model"], work=item,
+                                                 num_shards=num_shards), "collect")
             else:
-                gen = c["champion"](config=config, rnd=rnd, registry=prev["registry"])
-                _place(gen.set_display_name(f"champion{sfx}").set_caching_options(False), "champion", gpu)
+                gen = c["champion"](config=conf["champion"], rnd=rnd, registry=prev["registry"])
+                place(gen.set_display_name(f"champion{sfx}").set_caching_options(False), "champion")
                 with dsl.ParallelFor(items=work, parallelism=8) as item:
-                    sampled = c["collect-round"](config=config, rnd=rnd, model=gen.outputs["model"], work=item,
-                                                 num_shards=num_shards)
-                    _place(sampled.set_display_name(f"collect{sfx}"), "collect", gpu)
-            paths = _place(c["merge-collect"](shards=dsl.Collected(sampled.outputs["paths"])), "", gpu)
+                    sampled = c["collect-round"](config=conf["collect"], rnd=rnd, model=gen.outputs["model"],
+                                                 work=item, num_shards=num_shards)
+                    place(sampled.set_display_name(f"collect{sfx}"), "collect")
+            paths = place(c["merge-collect"](shards=dsl.Collected(sampled.outputs["paths"])), "")
             with dsl.ParallelFor(items=list(range(num_shards))) as shard:
-                fixed = _place(c["correct"](config=config, paths=paths.outputs["paths"], shard=shard,
-                                            num_shards=num_shards, cache_root=corrector_cache), "correct", gpu)
+                fixed = place(c["correct"](config=conf["correct"], paths=paths.outputs["paths"], shard=shard,
+                                           num_shards=num_shards, cache_root=corrector_cache), "correct")
                 fixed.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
-                kubernetes.use_secret_as_env(fixed, secret_name=SECRET,
+                kubernetes.use_secret_as_env(fixed, secret_name=kf.secret,
                                              secret_key_to_env={"api_key": "OPENAI_API_KEY"})
-            corrections = _place(c["merge-correct"](config=config,
-                                                    shards=dsl.Collected(fixed.outputs["corrections"])), "", gpu)
-            valid = _place(c["validate"](config=config, corrections=corrections.outputs["corrections"]),
-                           "validate", gpu)
+                kubernetes.mount_pvc(fixed, pvc_name=kf.cache_pvc, mount_path=kf.cache_mount)
+            corrections = place(c["merge-correct"](shards=dsl.Collected(fixed.outputs["corrections"])), "")
+            valid = place(c["validate"](config=conf["validate"], corrections=corrections.outputs["corrections"]),
+                          "validate")
             data = {"valid": valid.outputs["valid"], "paths": paths.outputs["paths"]}
             if prev is not None:  # build-sft reads valid.jsonl and right.jsonl: the pool holds both
-                pooled = _place(c["pool"](config=config, rnd=rnd, prev_valid=prev["valid"], prev_paths=prev["paths"],
-                                          **data).set_display_name(f"pool{sfx}"), "pool", gpu)
+                pooled = place(c["pool"](config=conf["pool"], rnd=rnd, prev_valid=prev["valid"],
+                                         prev_paths=prev["paths"], **data).set_display_name(f"pool{sfx}"), "pool")
                 data = {"valid": pooled.outputs["pool"], "paths": pooled.outputs["pool"]}
-            sft = _place(c["build-sft"](config=config, **data), "build-sft", gpu)
+            sft = place(c["build-sft"](config=conf["build-sft"], **data), "build-sft")
             trained, evaluated = {}, {}
             for variant in ("cot", "lema"):
-                t = c["train"](config=config, variant=variant, sft=sft.outputs["sft"], base=base.outputs["model"])
-                _place(t.set_display_name(f"train{sfx}-{variant}"), "train", gpu)
-                e = c["evaluate"](config=config, variant=variant, model=t.outputs["model"])
-                _place(e.set_display_name(f"evaluate{sfx}-{variant}"), "evaluate", gpu)
+                t = c["train"](config=conf["train"], variant=variant, sft=sft.outputs["sft"],
+                               base=base.outputs["model"])
+                place(t.set_display_name(f"train{sfx}-{variant}"), "train")
+                e = c["evaluate"](config=conf["evaluate"], variant=variant, model=t.outputs["model"])
+                place(e.set_display_name(f"evaluate{sfx}-{variant}"), "evaluate")
                 trained[variant], evaluated[variant] = t, e
             inputs = dict(train_cot=trained["cot"].outputs["model"], train_lema=trained["lema"].outputs["model"],
                           eval_cot=evaluated["cot"].outputs["results"],
                           eval_lema=evaluated["lema"].outputs["results"], paths=paths.outputs["paths"],
                           corrections=corrections.outputs["corrections"], valid=valid.outputs["valid"])
-            ok = c["gate"](eval_cot=inputs["eval_cot"], eval_lema=inputs["eval_lema"], metric=metric,
-                           min_accuracy=min_accuracy)
+            ok = place(c["gate"](eval_cot=inputs["eval_cot"], eval_lema=inputs["eval_lema"],
+                                 metric=reg.primary_metric, min_accuracy=min_accuracy), "")
             with dsl.If(ok.output == True, name="good-enough-to-register" + sfx):  # noqa: E712 (KFP syntax)
                 if prev is None:
-                    registered = c["register"](config=config, sft=sft.outputs["sft"], **inputs)
+                    registered = c["register"](config=conf["register"], sft=sft.outputs["sft"], **inputs)
                 else:
-                    registered = c["register-round"](config=config, rnd=rnd, champion=gen.outputs["model"],
+                    registered = c["register-round"](config=conf["register"], rnd=rnd, champion=gen.outputs["model"],
                                                      sft=sft.outputs["sft"], **inputs)
                     registered.set_display_name(f"register{sfx}")
-                _place(registered.set_caching_options(False), "register", gpu)
-                _place(c["report"](config=config, registry=registered.outputs["registry"], **inputs), "report", gpu)
+                place(registered.set_caching_options(False), "register")
+                place(c["report"](config=conf["report"], registry=registered.outputs["registry"], **inputs),
+                      "report")
                 if rnd < rounds:
                     one_round(rnd + 1, {"registry": registered.outputs["registry"], **data})
             with dsl.Else(name="not-registered" + sfx):
-                _place(c["report"](config=config, **inputs), "report", gpu)
+                place(c["report"](config=conf["report"], **inputs), "report")
 
         one_round(1, None)
 

@@ -1,57 +1,72 @@
-"""``lema pipeline compile | run --local | submit``: the Kubeflow side of the CLI (``lema.orchestration.kfp``)."""
+"""``lema pipeline compile | run --local | submit``: the Kubeflow side of the CLI (``lema.orchestration.kfp``).
+
+Every action compiles from the config it is given (file + ``--set``): what runs is what you asked for."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+from typing import Any
+
+from lema.config import Config
+
+TOKEN_ENV = "KF_PIPELINES_TOKEN"  # bearer token of a multi-user Kubeflow (never an argument, never logged)
 
 
-def resolved_config_text(config_path: str | Path, data_dir: str | None = None) -> str:
-    """The config with its recipe resolved, as one JSON line: what the components receive."""
-    import json
-
+def load(config_path: str | Path | None, overrides: dict[str, Any] | None = None,
+         data_dir: str | None = None) -> Config:
+    """The resolved config the pipeline is compiled from; `data_dir`: the bundled data as the tasks see it
+    (kfp.local: an absolute path here; a cluster: relative, resolved in the image)."""
     from lema.config import load_config
 
-    data = load_config(config_path).model_dump(mode="json", by_alias=True)
-    data["train"].pop("recipe", None)
-    if data["rounds"] == 1:  # the default: left out, so the compiled default pipeline does not change
-        data.pop("rounds")
+    cfg = load_config(config_path, overrides)
     if data_dir:
-        data["data"]["dir"] = str(Path(data_dir).resolve())
-    return json.dumps(data, sort_keys=True)
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"dir": str(Path(data_dir).resolve())})})
+    return cfg
 
 
-def compile_pipeline(config_path: str | Path, out: str | Path, num_shards: int = 2, gpu: bool = False,
-                     cache_root: str = "") -> Path:
+def resolved_config_text(config_path: str | Path, data_dir: str | None = None,
+                         overrides: dict[str, Any] | None = None) -> str:
+    """The whole resolved config as one JSON line (``lema.config.serialize``): what register receives."""
+    from lema.config.serialize import resolved, to_text
+
+    return to_text(resolved(load(config_path, overrides, data_dir)))
+
+
+def compile_pipeline(config_path: str | Path | None, out: str | Path, num_shards: int = 2, gpu: bool = False,
+                     cache_root: str | None = None, overrides: dict[str, Any] | None = None) -> Path:
     from kfp import compiler
 
     from lema.orchestration.kfp import build_pipeline
 
-    pipeline = build_pipeline(resolved_config_text(config_path), num_shards=num_shards, gpu=gpu,
-                              cache_root=cache_root)
+    pipeline = build_pipeline(load(config_path, overrides), num_shards=num_shards, gpu=gpu, cache_root=cache_root)
     compiler.Compiler().compile(pipeline, str(out))
     return Path(out)
 
 
-def run_local(config_path: str | Path, pipeline_root: str | Path, num_shards: int = 2, data_dir: str | None = None,
-              cache_root: str | Path | None = None, runner: str = "subprocess"):
+def run_local(config_path: str | Path | None, pipeline_root: str | Path, num_shards: int = 2,
+              data_dir: str | None = None, cache_root: str | Path | None = None,
+              overrides: dict[str, Any] | None = None, runner: str = "subprocess"):
     """Run the whole pipeline here with kfp.local: `subprocess` (tasks inherit this environment:
     MLFLOW_TRACKING_URI, OPENAI_API_KEY) or `docker` (every task in the image the pipeline names, see
     lema.orchestration.containers; the data dir is the image's).  The corrector cache defaults to
-    <pipeline_root>/cache."""
+    <pipeline_root>/cache; without a tracking URI, the registry and its artifacts live under the pipeline root
+    too (not ./mlruns)."""
     from kfp import local
 
     from lema.orchestration import containers
     from lema.orchestration.kfp import CPU_IMAGE, build_pipeline
 
+    cfg = load(config_path, overrides, containers.IMAGE_DATA_DIR if runner == "docker" else data_dir)
     root = Path(pipeline_root).resolve()
-    text = resolved_config_text(config_path, containers.IMAGE_DATA_DIR if runner == "docker" else data_dir)
     cache = Path(cache_root or root / "cache").resolve()
-    pipeline = build_pipeline(text, num_shards=num_shards, cache_root=str(cache))
-    # Tasks get the tracking URI from the environment (a cluster: the lema-pipeline config map); without one, a
-    # registry under the pipeline root that outlives the tasks, so the report can log to the registered run.
+    pipeline = build_pipeline(cfg, num_shards=num_shards, cache_root=str(cache))
     had = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = had or f"sqlite:///{root / 'mlflow.db'}"
+    if had is None:
+        # a registry that outlives the tasks, so the report can log to the registered run
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+        _experiment_under(root / "mlartifacts", cfg.register_.experiment)
     try:
         if runner == "docker":
             containers.require_image(CPU_IMAGE)
@@ -65,9 +80,36 @@ def run_local(config_path: str | Path, pipeline_root: str | Path, num_shards: in
             os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
-def submit(host: str, package: str | Path, params: dict | None = None, experiment: str = "lema"):
-    """Submit a compiled pipeline to a Kubeflow Pipelines endpoint."""
+def _experiment_under(artifacts: Path, name: str) -> None:
+    """Create the MLflow experiment with its artifact location under `artifacts` (a new experiment in a
+    SQLite store otherwise stores artifacts in ./mlruns of whatever directory the task runs in)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    if client.get_experiment_by_name(name) is None:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        client.create_experiment(name, artifact_location=artifacts.as_uri())
+
+
+def submit(host: str, config_path: str | Path | None, overrides: dict[str, Any] | None = None,
+           params: dict[str, Any] | None = None, run_name: str | None = None, experiment: str | None = None,
+           namespace: str | None = None, num_shards: int = 2, gpu: bool = False, cache_root: str | None = None,
+           package: str | Path | None = None):
+    """Compile the pipeline from this config and start a run on a Kubeflow Pipelines endpoint.
+
+    The bearer token of a multi-user deployment comes from $KF_PIPELINES_TOKEN only (sent as the Authorization
+    header by kfp.Client; never printed).  `params`: pipeline parameters (min_accuracy, corrector_cache).
+    `namespace`: where the run's pods start (default: ``kubeflow.namespace``, where infra/ puts the config map,
+    secret and cache volume the tasks use).  `package`: where to keep the compiled YAML (default: a temp file)."""
     import kfp
 
-    client = kfp.Client(host=host)
-    return client.create_run_from_pipeline_package(str(package), arguments=params or {}, experiment_name=experiment)
+    cfg = load(config_path, overrides)
+    with tempfile.TemporaryDirectory(prefix="lema-submit-") as tmp:
+        out = Path(package) if package else Path(tmp) / "lema_pipeline.yaml"
+        compile_pipeline(config_path, out, num_shards=num_shards, gpu=gpu, cache_root=cache_root,
+                         overrides=overrides)
+        namespace = namespace or cfg.kubeflow.namespace
+        client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV) or None)
+        return client.create_run_from_pipeline_package(
+            str(out), arguments=params or {}, run_name=run_name or f"lema-{Path(cfg.run_dir).name}",
+            experiment_name=experiment or cfg.register_.experiment, namespace=namespace)

@@ -14,7 +14,6 @@ A run dir has one writer: ``lema run`` locks it (``lema.orchestration.lock``) be
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from lema.config import Config
+from lema.config import Config, serialize
 from lema.jsonl import write_json
 from lema.orchestration import dvc as dvcgen
 from lema.orchestration.lock import LOCK_FILE, run_dir_lock
@@ -38,8 +37,7 @@ OnStage = Callable[[str, StageReport | None, bool], None]
 def resolved_params(cfg: Config) -> dict:
     """The config as the stages of the run dir's own project read it: the recipe merged in (so every training
     value is a DVC param: `dvc exp run -S train.learning_rate=...`), paths relative to the run dir."""
-    data = cfg.model_dump(mode="json", by_alias=True)
-    data["train"].pop("recipe", None)
+    data = serialize.resolved(cfg)
     data["run_dir"] = "."
     data["data"]["dir"] = os.path.relpath(Path(cfg.data.dir).resolve(), cfg.run_path.resolve())
     return data
@@ -68,8 +66,8 @@ def keyed_run_dir(cfg: Config, config_path: str | Path | None, overrides: dict |
         _root_project(cfg, config_path, overrides)
         return cfg
     except ValueError:
-        digest = hashlib.sha256(json.dumps(cfg.model_dump(mode="json", by_alias=True), sort_keys=True).encode())
-        return cfg.model_copy(update={"run_dir": f"{cfg.run_dir.rstrip('/')}-{digest.hexdigest()[:8]}"})
+        digest = serialize.digest(cfg.model_dump(mode="json", by_alias=True), 8)
+        return cfg.model_copy(update={"run_dir": f"{cfg.run_dir.rstrip('/')}-{digest}"})
 
 
 # lema's own files in a run dir, kept out of its git repo (DVC ignores its outputs itself).

@@ -85,8 +85,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("champion", "champion", ("register",), artifact="generator",
           deps=("{prev}/register/report.json",), outs=("generator/model",), metrics=("generator/report.json",),
           rounds="later"),
-    Stage("collect", "collect",
-          ("seed", "data.source", "data.dir", "data.train_tasks", "data.train_limit", "generators", "vllm"),
+    Stage("collect", "collect",  # evaluate.backend: round r >= 2 serves an API generator's champion with it
+          ("seed", "data.source", "data.dir", "data.train_tasks", "data.train_limit", "generators", "vllm",
+           "evaluate.backend"),
           artifact="collect", outs=("collect/paths.jsonl", "collect/wrong.jsonl", "collect/right.jsonl"),
           metrics=("collect/report.json",), data=True, gpu=True, memory="16G", needs_base=True,
           later_deps=("generator/model",), base_later=False),

@@ -176,11 +176,6 @@ def run_key(model: str, data_path: str | Path, cfg: TrainConfig, seed: int) -> s
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def last_checkpoint(ckpt_dir: Path) -> Path | None:
-    ckpts = sorted(Path(ckpt_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return ckpts[-1] if ckpts else None
-
-
 def default_checkpoint_root(out_dir: Path) -> Path:
     """``<run_dir>/checkpoints/<variant>`` for the pipeline's ``<run_dir>/train/<variant>``, else a
     ``checkpoints/<name>`` sibling of the output: never inside the output, which DVC deletes before a rerun."""
@@ -246,6 +241,7 @@ def train(model: str, data_path: str | Path, out_dir: str | Path, cfg: TrainConf
     output that DVC deletes before a rerun.  `callbacks` are extra transformers TrainerCallbacks."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     t0 = time.time()
@@ -253,12 +249,12 @@ def train(model: str, data_path: str | Path, out_dir: str | Path, cfg: TrainConf
     out = Path(out_dir)
     p = plan(model, data_path, out, cfg, seed, name, checkpoint_root)
     require_cuda(p.quant)
-    resume = last_checkpoint(p.ckpt_dir)
+    resume = get_last_checkpoint(str(p.ckpt_dir)) if p.ckpt_dir.is_dir() else None  # transformers' own rule
     dtype = torch.bfloat16 if cfg.bf16 else torch.float32
     base = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, quantization_config=p.quant)
     trainer = SFTTrainer(model=base, args=p.args, train_dataset=p.dataset, processing_class=p.tokenizer,
                          peft_config=p.peft, callbacks=callbacks)
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    result = trainer.train(resume_from_checkpoint=resume)
 
     if trainer.is_fsdp_enabled:  # gather the shards: save_model writes one full model on the main process
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
@@ -281,7 +277,7 @@ def train(model: str, data_path: str | Path, out_dir: str | Path, cfg: TrainConf
                                   "quantization": cfg.quantization, "run_key": p.key,
                                   "world_size": trainer.args.world_size,
                                   "examples_after_mixture": len(p.dataset),
-                                  "resumed_from": resume.name if resume else None,
+                                  "resumed_from": Path(resume).name if resume else None,
                                   "final_loss": history[-1]["loss"] if history else None},
                          outputs={"model": str(model_dir), "loss": str(out / "loss.json"),
                                   "checkpoints": str(p.ckpt_dir)})
