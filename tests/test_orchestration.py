@@ -203,8 +203,8 @@ def test_kustomize_overlays_build(overlay):
     assert all(o["metadata"].get("namespace") == "lema" for o in objs if o["kind"] != "Namespace")
     from lema.orchestration.images import CPU_IMAGE, CUDA_IMAGE, REGISTRY
 
-    images = {c["image"] for o in objs if o["kind"] in ("Deployment", "StatefulSet")
-              for c in o["spec"]["template"]["spec"]["containers"] + o["spec"]["template"]["spec"].get("initContainers", [])}
+    pods = [o["spec"]["template"]["spec"] for o in objs if o["kind"] in ("Deployment", "StatefulSet")]
+    images = {c["image"] for pod in pods for c in pod["containers"] + pod.get("initContainers", [])}
     ours = {i for i in images if i.startswith(REGISTRY)}
     assert ours and ours <= {CPU_IMAGE, CUDA_IMAGE}, f"{overlay}: {ours} are not the tags `make images` builds"
     if overlay == "production":
