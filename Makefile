@@ -54,7 +54,7 @@ run: $(STAMP)
 	$(BIN)/lema run --config $(CONFIG) $(ARGS)
 
 test: $(STAMP) $(TOOLS_STAMP)
-	LEMA_TOOLS_VENV=$(abspath $(TOOLS)) LEMA_UV_INDEX_ARGS="$(UV_INDEX_ARGS)" $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+	LEMA_TOOLS_VENV=$(abspath $(TOOLS)) LEMA_UV_INDEX_ARGS="$(UV_INDEX_ARGS)" $(BIN)/python -m pytest -q -rs --durations=25 $(PYTEST_ARGS)
 
 # Regenerate both locks from pyproject.toml (existing pins are kept where they still resolve).
 locks: $(TOOLS_STAMP)

@@ -26,6 +26,26 @@ def test_dvc_repro_ran_every_declared_stage(run):
     assert ran == {n.name for n in instances(cfg)}
 
 
+def test_every_file_in_the_run_dir_is_declared(run):
+    """The declaration is the one layout: every file a run leaves is a declared output, metric, plot or kept path
+    of a stage (inside a declared directory counts), or lema's own bookkeeping (lock, config.json, the local
+    registry, DVC's .gitignore files and a run-dir project's files)."""
+    from lema.orchestration.local import RUN_DIR_GITIGNORE
+
+    _, cfg, p, _ = run
+    declared = {path for n in instances(cfg) for path in (*n.outputs, *n.kept)}
+    own = {line.strip("/") for line in RUN_DIR_GITIGNORE.splitlines() if line} | {
+        ".git", ".dvc", ".dvcignore", "dvc.yaml", "dvc.lock", "params.yaml"}  # a run-dir project's own files
+    undeclared = []
+    for f in p.root.rglob("*"):
+        rel = f.relative_to(p.root).as_posix()
+        if f.is_dir() or f.name == ".gitignore" or rel.split("/")[0] in own:
+            continue
+        if not any(rel == d or rel.startswith(d + "/") for d in declared):
+            undeclared.append(rel)
+    assert not undeclared
+
+
 def test_counts_chain(run):
     _, cfg, p, _ = run
     reports = {name: json.loads((p.root / f).read_text()) for name, f in
@@ -97,7 +117,7 @@ def test_report_written_with_the_registry_result(run):
     _, cfg, p, _ = run
     md = (p.report / "report.md").read_text()
     for png in ("funnel.png", "accuracy.png", "incorrect_steps.png", "loss.png", "error_types.png"):
-        assert (p.report / png).stat().st_size > 1000 and png in md
+        assert (p.report / "figures" / png).stat().st_size > 1000 and f"figures/{png}" in md
     assert "## Step check" in md and "## Error types" in md
     summary = json.loads((p.root / "summary.json").read_text())
     assert set(summary["comparison"]) == set(cfg.data.eval_sets) and summary["registry"]["versions"]

@@ -46,5 +46,6 @@ def test_funnel_metrics_and_report_show_step_agreement_and_error_types(tmp_path)
     assert "agree on 100.0%" in md and "kept and tagged" in md
     assert "| corrector | reference | 6 | 0 | 1 | 100.0% |" in md
     assert "| foreign:prose | wrong operation | 1 |" in md
-    assert (tmp_path / "report" / "error_types.png").stat().st_size > 1000 and "error_types.png" in md
+    figure = tmp_path / "report" / "figures" / "error_types.png"
+    assert figure.stat().st_size > 1000 and "figures/error_types.png" in md
     assert json.loads((tmp_path / "ge.json").read_text())["success"] is True

@@ -57,6 +57,7 @@ class Stage:
     rounds: str = "all"               # "all", "first" (round 1 only) or "later" (rounds >= 2 only)
     later_deps: tuple[str, ...] | None = None  # deps in rounds >= 2 when they differ from round 1's
     base_later: bool = True           # rounds >= 2 still need the base model (collect does not: the champion)
+    keeps: tuple[str, ...] = ()       # run-dir paths kept across reruns on purpose: not outputs (DVC deletes those)
 
     @property
     def report(self) -> str:
@@ -93,7 +94,7 @@ STAGES: tuple[Stage, ...] = (
           later_deps=("generator/model",), base_later=False),
     Stage("correct", "correct", ("corrector",), artifact="correct",
           deps=("collect/wrong.jsonl",), outs=("correct/corrections.jsonl", "correct/quarantine.jsonl"),
-          metrics=("correct/report.json",)),
+          metrics=("correct/report.json",), keeps=("correct/cache",)),  # LLM responses: a rerun never pays twice
     Stage("validate", "validate",
           ("validate", "data.source", "data.dir", "data.eval_sets"), artifact="validate",
           deps=("correct/corrections.jsonl",),
@@ -122,13 +123,17 @@ STAGES: tuple[Stage, ...] = (
     Stage("report", "report", ("seed", "data.eval_sets"), artifact="report",
           deps=("register/report.json", "validate/valid.jsonl")
           + tuple(f"train/{v}/loss.json" for v in VARIANTS),
-          outs=("report/report.md", "report/funnel.png", "report/accuracy.png", "summary.json"),
+          outs=("report/report.md", "report/figures", "summary.json"),
           metrics=("report/stage.json",),
           plots=(Plot("report/funnel.json", "rows", "step", "bar_horizontal"),
                  Plot("report/accuracy.json", "model", "accuracy", "bar_horizontal_sorted"))),
 )
 
 BY_NAME = {s.name: s for s in STAGES}
+# Every run-dir path some stage declares (unformatted): the vocabulary ``Paths.file`` accepts.
+DECLARED = frozenset(p for s in STAGES for p in (*s.outs, *s.metrics, *s.deps, *(s.later_deps or ()), *s.keeps,
+                                                 *(x.path for x in s.plots), *((s.report_file,) if s.report_file
+                                                                               else ())))
 
 
 
@@ -171,6 +176,10 @@ class Instance:
         own = (self.stage.report_file,) if self.stage.report_file else ()
         return [self.fmt(p) for p in (*self.stage.outs, *own, *self.stage.metrics)] + [self.fmt(p.path)
                                                                                   for p in self.stage.plots]
+
+    @property
+    def kept(self) -> list[str]:
+        return [self.fmt(p) for p in self.stage.keeps]
 
     def deps(self, cfg: Config) -> list[str]:
         later = self.round > 1

@@ -50,11 +50,21 @@ class Paths:
     @property
     def report(self) -> Path: return self.dir / _artifact("report")
 
+    def file(self, rel: str, variant: str | None = None) -> Path:
+        """A declared path of this round, spelled as the declaration spells it (``validate/valid.jsonl``,
+        ``train/{variant}/loss.json``): a path no stage declares is an error, so nothing is written or read that
+        DVC and Kubeflow do not know about."""
+        from lema.stages.graph import DECLARED
+
+        if rel not in DECLARED:
+            raise KeyError(f"{rel!r} is not declared by any stage in lema.stages.graph")
+        return self.dir / (rel.format(variant=variant) if variant else rel)
+
     def cumulative(self) -> tuple[Path, Path]:
         """(validated corrections, right paths) of every round up to this one."""
         if self.round == 1:
-            return self.validate / "valid.jsonl", self.collect / "right.jsonl"
-        return self.pool / "valid.jsonl", self.pool / "right.jsonl"
+            return self.file("validate/valid.jsonl"), self.file("collect/right.jsonl")
+        return self.file("pool/valid.jsonl"), self.file("pool/right.jsonl")
 
 
 def paths(cfg: Config, rnd: int = 1) -> Paths:

@@ -13,5 +13,5 @@ def run(cfg: Config) -> StageReport:
     out = paths(cfg).base_model
     report = build_base_model(cfg.base_model, out, data_source=cfg.data.source, data_dir=cfg.data.dir,
                               seed=cfg.seed)
-    write_json(out.parent / "base_report.json", report)
+    write_json(paths(cfg).file("models/base_report.json"), report)
     return report

@@ -13,8 +13,8 @@ def run(cfg: Config, rnd: int) -> StageReport:
 
     p = paths(cfg, rnd)
     details = download_champion(tracking_uri(cfg.register_.tracking_uri, cfg.run_dir), cfg.register_.model_name,
-                                p.generator / "model")
+                                p.file("generator/model"))
     report = StageReport(stage="champion", n_in=1, n_out=1, details={"round": rnd, **details},
-                         outputs={"model": str(p.generator / "model")})
-    write_json(p.generator / "report.json", report)
+                         outputs={"model": str(p.file("generator/model"))})
+    write_json(p.file("generator/report.json"), report)
     return report

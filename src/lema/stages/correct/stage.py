@@ -11,5 +11,6 @@ from lema.stages.layout import paths
 
 def run(cfg: Config, rnd: int = 1) -> StageReport:
     p = paths(cfg, rnd)
-    return run_correct(p.collect / "wrong.jsonl", p.correct / "corrections.jsonl", p.correct / "quarantine.jsonl",
-                       corrector_for(cfg, p.correct / "cache"), p.correct / "report.json")
+    return run_correct(p.file("collect/wrong.jsonl"), p.file("correct/corrections.jsonl"),
+                       p.file("correct/quarantine.jsonl"),
+                       corrector_for(cfg, p.file("correct/cache")), p.file("correct/report.json"))

@@ -12,13 +12,14 @@ def run(cfg: Config, rnd: int) -> StageReport:
     prev, p = paths(cfg, rnd - 1), paths(cfg, rnd)
     prev_valid, prev_right = prev.cumulative()
     earlier = read_jsonl(prev_valid, Correction)
-    valid = earlier + read_jsonl(p.validate / "valid.jsonl", Correction)
-    right = read_jsonl(prev_right, SampledPath) + read_jsonl(p.collect / "right.jsonl", SampledPath)
-    write_jsonl(p.pool / "valid.jsonl", valid)
-    write_jsonl(p.pool / "right.jsonl", right)
+    valid = earlier + read_jsonl(p.file("validate/valid.jsonl"), Correction)
+    right = read_jsonl(prev_right, SampledPath) + read_jsonl(p.file("collect/right.jsonl"), SampledPath)
+    valid_file, right_file = p.file("pool/valid.jsonl"), p.file("pool/right.jsonl")
+    write_jsonl(valid_file, valid)
+    write_jsonl(right_file, right)
     report = StageReport(stage="pool", n_in=len(valid) + len(right), n_out=len(valid),
                          details={"round": rnd, "corrections": len(valid), "right_paths": len(right),
                                   "new_corrections": len(valid) - len(earlier)},
-                         outputs={"valid": str(p.pool / "valid.jsonl"), "right": str(p.pool / "right.jsonl")})
-    write_json(p.pool / "report.json", report)
+                         outputs={"valid": str(valid_file), "right": str(right_file)})
+    write_json(p.file("pool/report.json"), report)
     return report

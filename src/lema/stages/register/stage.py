@@ -22,13 +22,14 @@ def candidates(cfg: Config, rnd: int = 1) -> list[dict[str, Any]]:
     p = paths(cfg, rnd)
     out = []
     for v in VARIANTS:
-        loss_file = p.train(v) / "loss.json"
+        loss_file = p.file("train/{variant}/loss.json", v)
         records = variant_records(cfg, v, rnd)
-        out.append({"name": v, "model_dir": p.model(v), "metrics": json.loads((p.eval(v) / "metrics.json").read_text()),
-                    "rows": p.eval(v) / "rows.jsonl", "datasets": records,
+        metrics = json.loads(p.file("eval/{variant}/metrics.json", v).read_text())
+        out.append({"name": v, "model_dir": p.model(v), "metrics": metrics,
+                    "rows": p.file("eval/{variant}/rows.jsonl", v), "datasets": records,
                     "tags": {"data_version": data_version(records)},
                     "loss_history": json.loads(loss_file.read_text()) if loss_file.exists() else [],
-                    "artifacts": [p.eval(v) / "metrics.json"]})
+                    "artifacts": [p.file("eval/{variant}/metrics.json", v)]})
     return out
 
 
@@ -63,20 +64,20 @@ def run(cfg: Config, rnd: int = 1) -> StageReport:
     p = paths(cfg, rnd)
     funnel = funnel_counts(cfg, rnd)
     stage_metrics = {f"funnel.{k.replace(' ', '_')}": v for k, v in funnel.items()}
-    usage = json.loads((p.correct / "report.json").read_text())["details"].get("usage", {})
+    usage = json.loads(p.file("correct/report.json").read_text())["details"].get("usage", {})
     stage_metrics |= {f"correct.{k}": v for k, v in usage.items() if isinstance(v, (int, float))}
     stage_metrics |= quality_metrics(validate_details(cfg, rnd))
     report = register_models(
         candidates(cfg, rnd), uri=tracking_uri(cfg.register_.tracking_uri, cfg.run_dir),
         experiment=cfg.register_.experiment, model_name=cfg.register_.model_name,
         primary_metric=cfg.register_.primary_metric, params=cfg.model_dump(mode="json", by_alias=True),
-        run_artifacts=[p.validate / "ge_result.json", p.validate / "data_docs", p.correct / "report.json",
-                       p.collect / "report.json"],
+        run_artifacts=[p.file("validate/ge_result.json"), p.file("validate/data_docs"),
+                       p.file("correct/report.json"), p.file("collect/report.json")],
         stage_metrics=stage_metrics,
         tags={"config_hash": cfg.section_hash(*cfg.model_dump(by_alias=True).keys()),
               "git_commit": git_commit(Path(lema.__file__).parent)} | lineage_tags(p),  # the code's own checkout
         alpha=cfg.register_.alpha, min_questions=cfg.register_.min_questions, seed=cfg.seed,
         serving=serving_contract(cfg))
-    write_json(p.register / "report.json", report)
-    write_json(p.register / "promotion.json", promotion_numbers(report))
+    write_json(p.file("register/report.json"), report)
+    write_json(p.file("register/promotion.json"), promotion_numbers(report))
     return report

@@ -11,6 +11,8 @@ from typing import Any
 
 from lema.registry.promote import format_decision
 
+FIGURES = "figures"  # the report's plots, inside report/ (declared as one directory output)
+
 
 def redact_uri(uri: str) -> str:
     """Hide credentials in URIs like postgresql://user:pass@host/db before showing them."""
@@ -166,17 +168,18 @@ def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, di
                  registry: dict[str, Any] | None, comparison: dict[str, Any] | None,
                  step_check: dict[str, Any] | None = None,
                  error_types: dict[str, dict[str, int]] | None = None) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pngs = [plot_funnel(funnel, out_dir / "funnel.png"), plot_accuracy(metrics, out_dir / "accuracy.png")]
+    figs = out_dir / FIGURES  # one declared directory: which plots a run has depends on its data
+    figs.mkdir(parents=True, exist_ok=True)
+    pngs = [plot_funnel(funnel, figs / "funnel.png"), plot_accuracy(metrics, figs / "accuracy.png")]
     if step_histogram:
-        pngs.append(plot_steps(step_histogram, out_dir / "incorrect_steps.png"))
+        pngs.append(plot_steps(step_histogram, figs / "incorrect_steps.png"))
     if error_types:
-        pngs.append(plot_error_types(error_types, out_dir / "error_types.png"))
+        pngs.append(plot_error_types(error_types, figs / "error_types.png"))
     if any(losses.values()):
-        pngs.append(plot_losses(losses, out_dir / "loss.png"))
+        pngs.append(plot_losses(losses, figs / "loss.png"))
     if comparison:
-        pngs.append(plot_paired(comparison, out_dir / "paired.png"))
-    by_level = plot_by_level(metrics, out_dir / "math_by_level.png")
+        pngs.append(plot_paired(comparison, figs / "paired.png"))
+    by_level = plot_by_level(metrics, figs / "math_by_level.png")
     if by_level:
         pngs.append(by_level)
     lines = ["# lema run report", "", "## Stages", "", "| stage | in | out | quarantined | seconds |",
@@ -208,7 +211,7 @@ def write_report(out_dir: Path, *, funnel: dict[str, int], metrics: dict[str, di
         lines += ["", "## Registry and promotion", "", f"- tracking URI: `{redact_uri(registry['tracking_uri'])}`",
                   f"- model: `{registry['model_name']}`, versions {registry['versions']}",
                   f"- candidate: **{registry['candidate']}** -> {format_decision(d)}"]
-    lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
+    lines += ["", "## Plots", ""] + [f"![{p.stem}]({FIGURES}/{p.name})" for p in pngs]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

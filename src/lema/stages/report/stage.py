@@ -14,12 +14,12 @@ from lema.stages.report.report import step_histogram, write_report
 
 def run(cfg: Config, rnd: int = 1) -> StageReport:
     p = paths(cfg, rnd)
-    metrics = {v: json.loads((p.eval(v) / "metrics.json").read_text()) for v in VARIANTS}
-    losses = {v: json.loads((p.train(v) / "loss.json").read_text()) for v in VARIANTS
-              if (p.train(v) / "loss.json").exists()}
-    corrections = read_jsonl(p.validate / "valid.jsonl", Correction)
+    metrics = {v: json.loads(p.file("eval/{variant}/metrics.json", v).read_text()) for v in VARIANTS}
+    losses = {v: json.loads(p.file("train/{variant}/loss.json", v).read_text()) for v in VARIANTS
+              if p.file("train/{variant}/loss.json", v).exists()}
+    corrections = read_jsonl(p.file("validate/valid.jsonl"), Correction)
     stages = [json.loads(f.read_text()) for f in stage_reports(cfg, rnd)]
-    registry_file = p.register / "report.json"
+    registry_file = p.file("register/report.json")
     registry = json.loads(registry_file.read_text())["details"] if registry_file.exists() else None
     cmp = comparison(cfg, rnd)
     funnel = funnel_counts(cfg, rnd)
@@ -28,12 +28,12 @@ def run(cfg: Config, rnd: int = 1) -> StageReport:
                         losses=losses, stages=stages, registry=registry, comparison=cmp,
                         step_check=checked.get("step_check"), error_types=checked.get("error_types"))
     # Tabular copies for `dvc plots show`.
-    write_json(p.report / "funnel.json", {"funnel": [{"step": k, "rows": v} for k, v in funnel.items()]})
-    write_json(p.report / "accuracy.json", {"accuracy": [
+    write_json(p.file("report/funnel.json"), {"funnel": [{"step": k, "rows": v} for k, v in funnel.items()]})
+    write_json(p.file("report/accuracy.json"), {"accuracy": [
         {"model": f"{v}:{s}", "accuracy": m["accuracy"]} for v, sets in metrics.items() for s, m in sets.items()]})
     summary = {"funnel": funnel, "step_check": checked.get("step_check"), "error_types": checked.get("error_types"),
                "metrics": metrics, "comparison": cmp, "registry": registry, "report": str(path)}
-    write_json(p.dir / "summary.json", summary)
+    write_json(p.file("summary.json"), summary)
     if registry:
         from lema.registry.store import log_report
 

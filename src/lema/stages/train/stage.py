@@ -12,5 +12,5 @@ def run(cfg: Config, variant: str, rnd: int = 1) -> StageReport:
     from lema.stages.train.train import train
 
     p = paths(cfg, rnd)
-    return train(resolve_model(cfg, cfg.train.model), p.sft / f"{variant}.jsonl", p.train(variant), cfg.train,
-                 seed=cfg.seed, name=variant)
+    return train(resolve_model(cfg, cfg.train.model), p.file("sft/{variant}.jsonl", variant), p.train(variant),
+                 cfg.train, seed=cfg.seed, name=variant)

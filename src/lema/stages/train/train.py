@@ -261,11 +261,13 @@ def train(model: str, data_path: str | Path, out_dir: str | Path, cfg: TrainConf
     main = trainer.is_world_process_zero()
     model_dir = out / "model"
     if cfg.lora.enabled:
-        trainer.save_model(str(out / "adapter"))  # every rank joins (FSDP gathers); only the main one writes
+        # The adapter is scratch next to the checkpoints (removed below): the declared artifact is the merged model.
+        adapter = p.ckpt_dir / "adapter"
+        trainer.save_model(str(adapter))  # every rank joins (FSDP gathers); only the main one writes
         trainer.accelerator.wait_for_everyone()
         if main:
-            p.tokenizer.save_pretrained(out / "adapter")
-            merge_adapter(model, out / "adapter", model_dir, dtype)
+            p.tokenizer.save_pretrained(adapter)
+            merge_adapter(model, adapter, model_dir, dtype)
     else:
         trainer.save_model(str(model_dir))
         if main:
