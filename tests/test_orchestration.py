@@ -31,6 +31,13 @@ def test_dvc_yaml_is_not_stale():
         "dvc.yaml is stale: run `lema dvc generate`")
 
 
+def test_kustomize_image_tags_are_not_stale():
+    from lema.orchestration.images import kustomize_tags
+
+    assert (ROOT / "infra" / "images" / "tags.yaml").read_text() == kustomize_tags(), (
+        "infra/images/tags.yaml is stale: run `make infra-images`")
+
+
 def test_dvc_params_and_outs_are_the_declaration():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     round_one = [st for st in STAGES if st.rounds != "later"]  # rounds: 1 (champion/pool come from round 2)
@@ -194,6 +201,12 @@ def test_kustomize_overlays_build(overlay):
     assert ("Deployment", "mlflow") in kinds and ("StatefulSet", "mlflow-postgres") in kinds
     assert ("Deployment", "vllm") in kinds
     assert all(o["metadata"].get("namespace") == "lema" for o in objs if o["kind"] != "Namespace")
+    from lema.orchestration.images import CPU_IMAGE, CUDA_IMAGE, REGISTRY
+
+    pods = [o["spec"]["template"]["spec"] for o in objs if o["kind"] in ("Deployment", "StatefulSet")]
+    images = {c["image"] for pod in pods for c in pod["containers"] + pod.get("initContainers", [])}
+    ours = {i for i in images if i.startswith(REGISTRY)}
+    assert ours and ours <= {CPU_IMAGE, CUDA_IMAGE}, f"{overlay}: {ours} are not the tags `make images` builds"
     if overlay == "production":
         assert not any(o["kind"] == "Secret" for o in objs), "production secrets must not live in git"
 
