@@ -36,12 +36,15 @@ def resolved_config_text(config_path: str | Path, data_dir: str | None = None,
 
 def compile_pipeline(config_path: str | Path | None, out: str | Path, num_shards: int = 2, gpu: bool = False,
                      cache_root: str | None = None, overrides: dict[str, Any] | None = None) -> Path:
+    return _compile(load(config_path, overrides), out, num_shards, gpu, cache_root)
+
+
+def _compile(cfg: Config, out: str | Path, num_shards: int, gpu: bool, cache_root: str | None) -> Path:
     from kfp import compiler
 
     from lema.orchestration.kfp import build_pipeline
 
-    pipeline = build_pipeline(load(config_path, overrides), num_shards=num_shards, gpu=gpu, cache_root=cache_root)
-    compiler.Compiler().compile(pipeline, str(out))
+    compiler.Compiler().compile(build_pipeline(cfg, num_shards=num_shards, gpu=gpu, cache_root=cache_root), str(out))
     return Path(out)
 
 
@@ -106,8 +109,7 @@ def submit(host: str, config_path: str | Path | None, overrides: dict[str, Any] 
     cfg = load(config_path, overrides)
     with tempfile.TemporaryDirectory(prefix="lema-submit-") as tmp:
         out = Path(package) if package else Path(tmp) / "lema_pipeline.yaml"
-        compile_pipeline(config_path, out, num_shards=num_shards, gpu=gpu, cache_root=cache_root,
-                         overrides=overrides)
+        _compile(cfg, out, num_shards, gpu, cache_root)  # the config loaded once, above
         namespace = namespace or cfg.kubeflow.namespace
         client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV) or None)
         return client.create_run_from_pipeline_package(

@@ -15,8 +15,8 @@ from lema.stages.report.report import step_histogram, write_report
 def run(cfg: Config, rnd: int = 1) -> StageReport:
     p = paths(cfg, rnd)
     metrics = {v: json.loads(p.file("eval/{variant}/metrics.json", v).read_text()) for v in VARIANTS}
-    losses = {v: json.loads(p.file("train/{variant}/loss.json", v).read_text()) for v in VARIANTS
-              if p.file("train/{variant}/loss.json", v).exists()}
+    loss_files = {v: p.file("train/{variant}/loss.json", v) for v in VARIANTS}
+    losses = {v: json.loads(f.read_text()) for v, f in loss_files.items() if f.exists()}
     corrections = read_jsonl(p.file("validate/valid.jsonl"), Correction)
     stages = [json.loads(f.read_text()) for f in stage_reports(cfg, rnd)]
     registry_file = p.file("register/report.json")
