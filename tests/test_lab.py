@@ -257,3 +257,25 @@ def test_a_base_with_the_same_pretraining_settings_is_reused_from_the_run_dir(tm
     assert all((again["state"][k] == v).all() for k, v in first["state"].items())
     other = load_or_pretrain_base(cfg.model_copy(update={"n_pretrain": 21}), "cpu", tmp_path, log=lambda m: None)
     assert not other["train"].get("reused") and other["key"]["n_pretrain"] == 21
+
+
+def test_a_stopped_parallel_run_reports_its_real_wall_time(tmp_path):
+    """Seeds that ran in parallel overlap: a stopped run's wall time is start -> last finished seed (from
+    started.json), not the sum of the seeds' wall times; its command and workers are the run's own."""
+    import json
+    import os
+
+    from lema.lab.config import LabConfig
+    from lema.lab.run import interrupted_meta
+
+    t0 = 1_000_000.0
+    (tmp_path / "started.json").write_text(json.dumps({"command": "lema lab --workers 2", "time": t0, "workers": 2,
+                                                       "load": 0.5}))
+    for s in (1, 2):
+        f = tmp_path / f"seed{s}.json"
+        f.write_text(json.dumps({"device": "cpu", "seconds": 2700.0, "cpu_seconds": {"cot": 60.0},
+                                 "base": {"train": {"seconds": 1264.0, "cpu_seconds": 264.0, "reused": True}}}))
+        os.utime(f, (t0 + 2690 + s, t0 + 2690 + s))
+    meta = interrupted_meta(LabConfig(seeds=[1, 2, 3]), tmp_path, [1, 2], "lema lab --report-only")
+    assert meta["minutes"] == round(2692 / 60, 2) and meta["workers"] == 2
+    assert meta["cpu_minutes"] == 2.0 and meta["command"].startswith("lema lab --workers 2 (stopped after 2 of 3")

@@ -237,6 +237,9 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
         cfg = cfg.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // workers)})
     t0, load0 = time.time(), os.getloadavg()
     log(f"lab: seeds {cfg.seeds} on {device}, {workers} process(es); load average {load0[0]:.1f}")
+    # What a stopped run's report needs to say how it ran (meta.json is written only at the end).
+    (run_dir / "started.json").write_text(json.dumps({"command": command, "time": t0, "workers": workers,
+                                                      "load": load0[0]}), encoding="utf-8")
     base = load_or_pretrain_base(cfg, device, run_dir, log)
     if workers == 1:
         summaries = []
@@ -293,14 +296,22 @@ def report_from_run_dir(cfg: LabConfig, command: str = "", log=print) -> Path:
 
 def interrupted_meta(cfg: LabConfig, run_dir: Path, done: list[int], command: str) -> dict:
     """What a stopped run measured: the base's pretraining plus each finished seed, wall and CPU."""
-    seeds = [json.loads((run_dir / f"seed{s}.json").read_text(encoding="utf-8")) for s in done]
+    files = [run_dir / f"seed{s}.json" for s in done]
+    seeds = [json.loads(f.read_text(encoding="utf-8")) for f in files]
     pre = seeds[0]["base"]["train"]
     own = 0.0 if pre.get("reused") else 1.0  # a reused base was pretrained (and timed) by an earlier run
-    wall = own * pre.get("seconds", 0.0) + sum(s["seconds"] for s in seeds)
     cpu = own * pre.get("cpu_seconds", 0.0) + sum(sum(s.get("cpu_seconds", {}).values()) for s in seeds)
+    started = run_dir / "started.json"
+    if started.exists():  # parallel seeds overlap: the wall time is from the start to the last finished seed
+        st = json.loads(started.read_text(encoding="utf-8"))
+        command, workers, load = st["command"], st["workers"], f"{st['load']:.1f} at the start (1-minute)"
+        wall = max(f.stat().st_mtime for f in files) - st["time"]
+    else:  # a run from before started.json: its seeds, one after another
+        workers, load = 1, "not recorded (stopped run)"
+        wall = own * pre.get("seconds", 0.0) + sum(s["seconds"] for s in seeds)
     return {"command": f"{command} (stopped after {len(done)} of {len(cfg.seeds)} seeds; report from --report-only)",
             "machine": machine(seeds[0]["device"]), "minutes": round(wall / 60, 2), "cpu_minutes": round(cpu / 60, 2),
-            "workers": 1, "load": "not recorded (stopped run)", "seeds": done, "config": cfg.model_dump(mode="json")}
+            "workers": workers, "load": load, "seeds": done, "config": cfg.model_dump(mode="json")}
 
 
 def cpu_seconds() -> float:
