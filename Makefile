@@ -25,7 +25,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Same platform flags as the locks were compiled for.
 LOCK_FLAGS := --python-platform x86_64-manylinux_2_28 --no-header --no-annotate
 
-.PHONY: run test venv tools bench lint locks clean compile uv-index-args base-image images image-cuda image-tags infra-images stack stack-down
+.PHONY: run test venv tools bench lint locks clean generate uv-index-args base-image images image-cuda image-tags infra-images stack stack-down
 
 $(TOOLS_STAMP): images/locks/tools.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -82,6 +82,11 @@ image-tags:
 # the images `make images` builds.  Rerun after changing a lock or the sources (tests/test_orchestration.py).
 infra-images:
 	$(PYTHON) src/lema/orchestration/images.py --kustomize > infra/images/tags.yaml
+
+# Every generated file a source, lock or config change can make stale (the staleness tests check each one).
+generate: $(STAMP) infra-images
+	$(BIN)/lema dvc generate
+	$(BIN)/lema pipeline compile
 
 # No registry needed: bootstrap the Debian base offline (debootstrap from the apt mirror), once per script version.
 base-image:
