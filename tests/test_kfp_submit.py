@@ -75,3 +75,11 @@ def test_pipeline_run_and_compile_take_set(tmp_path):
     ok = _lema(tmp_path, "pipeline", "compile", "--config", "configs/tiny.yaml", "--set", "seed=99", "--out", str(out))
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert '\\"seed\\": 99' in out.read_text() or '"seed": 99' in out.read_text()
+
+
+def test_submit_rejects_an_unknown_parameter_before_contacting_the_server(kfp_server, tmp_path):
+    out = _lema(tmp_path, "pipeline", "submit", "--config", "configs/tiny.yaml", "--host", kfp_server.url,
+                "--param", "min_acuracy=0.25")
+    assert out.returncode != 0
+    assert "min_acuracy: not a parameter of the pipeline (it has corrector_cache, min_accuracy)" in out.stderr
+    assert kfp_server.requests == []

@@ -94,6 +94,14 @@ def _experiment_under(artifacts: Path, name: str) -> None:
         client.create_experiment(name, artifact_location=artifacts.as_uri())
 
 
+def pipeline_parameters(package: str | Path) -> set[str]:
+    """The run parameters a compiled pipeline declares (its root's input definitions)."""
+    import yaml
+
+    spec = next(yaml.safe_load_all(Path(package).read_text()))  # then the platform spec (Kubernetes)
+    return set(spec["root"].get("inputDefinitions", {}).get("parameters", {}))
+
+
 def submit(host: str, config_path: str | Path | None, overrides: dict[str, Any] | None = None,
            params: dict[str, Any] | None = None, run_name: str | None = None, experiment: str | None = None,
            namespace: str | None = None, num_shards: int = 2, gpu: bool = False, cache_root: str | None = None,
@@ -110,6 +118,11 @@ def submit(host: str, config_path: str | Path | None, overrides: dict[str, Any] 
     with tempfile.TemporaryDirectory(prefix="lema-submit-") as tmp:
         out = Path(package) if package else Path(tmp) / "lema_pipeline.yaml"
         _compile(cfg, out, num_shards, gpu, cache_root)  # the config loaded once, above
+        declared = pipeline_parameters(out)
+        unknown = set(params or {}) - declared
+        if unknown:  # before anything reaches the server
+            raise ValueError(f"--param {', '.join(sorted(unknown))}: not a parameter of the pipeline "
+                             f"(it has {', '.join(sorted(declared))})")
         namespace = namespace or cfg.kubeflow.namespace
         client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV) or None)
         return client.create_run_from_pipeline_package(
