@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   - the whole LeMa loop on the embedded default model (creates .venv first)
-#   make test  - every test (creates .venv and .venv-tools first)
+#   make test  - every test that needs no Docker (creates .venv and .venv-tools first)
+# make test-containers runs the rest (the images built once by `make images`, then the tests that run them).
 # Environments are built with uv from the package index (see BENCHMARKS.md, "Environment set-up").
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -25,7 +26,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Same platform flags as the locks were compiled for.
 LOCK_FLAGS := --python-platform x86_64-manylinux_2_28 --no-header --no-annotate
 
-.PHONY: run test venv tools bench lint locks clean generate uv-index-args base-image images image-cuda image-tags infra-images stack stack-down
+.PHONY: run test test-containers venv tools bench lint locks clean generate uv-index-args base-image images image-cuda image-tags infra-images stack stack-down
 
 $(TOOLS_STAMP): images/locks/tools.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -53,8 +54,14 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lema run --config $(CONFIG) $(ARGS)
 
+PYTEST := LEMA_TOOLS_VENV=$(abspath $(TOOLS)) LEMA_UV_INDEX_ARGS="$(UV_INDEX_ARGS)" $(BIN)/python -m pytest -q -rs --durations=25
+
 test: $(STAMP) $(TOOLS_STAMP)
-	LEMA_TOOLS_VENV=$(abspath $(TOOLS)) LEMA_UV_INDEX_ARGS="$(UV_INDEX_ARGS)" $(BIN)/python -m pytest -q -rs --durations=25 $(PYTEST_ARGS)
+	$(PYTEST) -m "not container" $(PYTEST_ARGS)
+
+# The container tier (marker `container`): Docker running, the images built once, then every test that runs them.
+test-containers: $(STAMP) $(TOOLS_STAMP) images
+	LEMA_REQUIRE_DOCKER=1 $(PYTEST) -m container $(PYTEST_ARGS)
 
 # Regenerate both locks from pyproject.toml (existing pins are kept where they still resolve).
 locks: $(TOOLS_STAMP)

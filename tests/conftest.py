@@ -151,3 +151,12 @@ def changed_value(value, key: str = ""):
         k = (numeric or list(value))[0]
         return {**value, k: changed_value(value[k])}
     return 1
+
+
+def pytest_collection_modifyitems(config, items):
+    """`make test` needs no Docker: a test that uses an image (the `cpu_image` fixture, directly or through a
+    stack) must be marked `container`, so that `-m "not container"` leaves it out and `make test-containers`
+    runs it."""
+    unmarked = [i.nodeid for i in items if "cpu_image" in i.fixturenames and not i.get_closest_marker("container")]
+    if unmarked:
+        raise pytest.UsageError(f"uses a lema image but is not marked container: {', '.join(unmarked)}")

@@ -33,6 +33,7 @@ def test_compiled_pipeline_names_the_tags_images_py_derives():
     assert script.stdout.strip() == images.CPU_IMAGE  # what `make images` tags = what components name
 
 
+@pytest.mark.container
 def test_cpu_image_runs_non_root_read_only_with_a_healthcheck_and_no_index_settings(cpu_image, tmp_path):
     info = json.loads(_docker("image", "inspect", cpu_image).stdout)[0]["Config"]
     assert info["User"] == "1000" and info["Healthcheck"]["Test"][0] == "CMD"
@@ -62,6 +63,7 @@ print(json.dumps(out))
 
 @pytest.mark.skipif(not os.environ.get("LEMA_TEST_CUDA_IMAGE"), reason="builds the CUDA image unless built (~5 GB of "
                     "CUDA wheels from the package index, a 12 GB image, ~26 min): set LEMA_TEST_CUDA_IMAGE=1")
+@pytest.mark.container
 def test_cuda_image_builds_imports_cuda_torch_and_passes_uv_pip_check():
     from lema.orchestration.images import CUDA_IMAGE
 

@@ -87,7 +87,7 @@ def _normalised(text: str) -> list:
     return [drop(json.loads(line)) for line in text.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("runner", ["subprocess", "docker"])
+@pytest.mark.parametrize("runner", ["subprocess", pytest.param("docker", marks=pytest.mark.container)])
 def test_local_kfp_run_with_two_shards_matches_dvc_and_lema_run(clone_run, tmp_path, runner, request):
     """SubprocessRunner (this venv) and DockerRunner (every task in lema-cpu, non-root, read-only root filesystem,
     the image's data): the same artifacts and metrics as `dvc repro` / `lema run`."""

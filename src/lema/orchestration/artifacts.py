@@ -26,6 +26,12 @@ from lema.stages.layout import paths
 LOCATIONS = {name: (lambda p, rel=rel: p.root / rel) for name, rel in artifact_locations().items()}
 
 
+def project_home() -> Path:
+    """Where a task's relative config paths (bundled data, recipe files) resolve: the image's checkout copy
+    (``LEMA_HOME=/opt/lema``, set in images/Dockerfile.*), else the working directory (subprocess tasks)."""
+    return Path(os.environ.get("LEMA_HOME", "."))
+
+
 def config_from_text(text: str, run_dir: str | Path) -> Config:
     """The Config a task runs with: the keys it was given (``lema.config.serialize``), defaults elsewhere
     (the stage reads none of those), its scratch run dir."""
@@ -35,7 +41,7 @@ def config_from_text(text: str, run_dir: str | Path) -> Config:
     if not isinstance(data, dict):
         raise ValueError(f"task config: expected a JSON object, got {type(data).__name__}")
     data["run_dir"] = str(run_dir)
-    return config_from_dict(data, Path(os.environ.get("LEMA_HOME", ".")), where="<task config>")
+    return config_from_dict(data, project_home(), where="<task config>")
 
 
 def _place(src: str | Path, dst: Path) -> None:
@@ -61,7 +67,7 @@ def run_stage(stage: str, config_text: str, inputs: dict[str, str], outputs: dic
     with tempfile.TemporaryDirectory(prefix=f"lema-{stage}-") as tmp:
         cfg = config_from_text(config_text, tmp)
         if cfg.data.source == "bundled" and not Path(cfg.data.dir).is_absolute():
-            cfg.data.dir = str(Path(os.environ.get("LEMA_HOME", ".")) / cfg.data.dir)
+            cfg.data.dir = str(project_home() / cfg.data.dir)
         p = paths(cfg)
         where = LOCATIONS if rnd == 1 else {n: (lambda p, rel=rel: p.root / rel)
                                             for n, rel in artifact_locations(rnd).items()}
