@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lema.config import load_config
+
 from .conftest import ROOT, lema_env
 from .test_dvc_kfp import _dvc
 from .test_generate import _free_port
@@ -107,6 +109,13 @@ def test_docker_pipeline_registers_into_postgres_and_s3_through_the_mlflow_serve
                       aws_secret_access_key=s["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lema-mlflow").get("Contents", [])]
     assert any(k.endswith("model.safetensors") for k in keys), keys[:20]
+    # a host client (no S3 keys, no S3 endpoint) downloads the champion through the server's artifact proxy
+    champion, name = tmp_path / "champion", load_config(ROOT / "configs" / "tiny.yaml").register_.model_name
+    env = {k: v for k, v in lema_env(ROOT).items() if not k.startswith(("AWS_", "MLFLOW_S3"))}
+    got = subprocess.run([os.sys.executable, "-c", "import sys; from lema.registry.store import download_champion; "
+                          "print(download_champion(*sys.argv[1:]))", stack["mlflow"], name, str(champion)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0 and (champion / "config.json").is_file(), got.stderr[-3000:]
 
 
 def test_dvc_push_and_pull_round_trip_through_the_s3_remote(s3_stack, clone_run, tmp_path, monkeypatch):
