@@ -225,6 +225,19 @@ def test_quick_lab_protocol_end_to_end(tmp_path):
     assert main(["lab", "--report-only", "--run-dir", str(run), "--out", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     assert again["arms"] == res["arms"] and again["rounds"] == res["rounds"] and again["command"] == res["command"]
+    # more seeds go on from what is on disk: seeds 1-2 are reused byte for byte, only seed 3 runs
+    before = {s: (run / f"seed{s}.json").read_bytes() for s in (1, 2)}
+    assert main(["lab", "--quick", "--seeds", "3", "--rounds", "2", "--out", str(tmp_path / "more"),
+                 "--run-dir", str(run)]) == 0
+    more = json.loads((tmp_path / "more" / "results.json").read_text())
+    assert more["seeds"] == [1, 2, 3] and more["arms"]["cot"]["per_seed"][:2] == res["arms"]["cot"]["per_seed"]
+    assert all((run / f"seed{s}.json").read_bytes() == b for s, b in before.items())
+    assert "Seeds [1, 2] were finished by an earlier run" in (tmp_path / "more" / "report.md").read_text()
+    from lema.lab.run import finished_seeds
+
+    quick3 = load_lab_config(quick=True, rounds=2, seeds=[1, 2, 3])
+    assert sorted(finished_seeds(quick3, "cpu", run)) == [1, 2, 3]
+    assert finished_seeds(quick3.model_copy(update={"n_test": 41}), "cpu", run) == {}  # other settings: rerun
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")

@@ -227,7 +227,9 @@ def _header(cfg, agg: dict) -> list[str]:
             f"Made by `{agg['command']}` on {agg['machine']} in {agg['minutes']:.1f} min wall "
             f"({agg['workers']} process(es); {agg.get('cpu_minutes', float('nan')):.1f} min of process CPU time; "
             f"load average {agg.get('load', 'n/a')} while it ran, on a machine shared with other work). "
-            f"Seeds {agg['seeds']}; one base model for the run (as the paper has one), pretrained in "
+            + (f"Seeds {agg['reused_seeds']} were finished by an earlier run with the same settings and are "
+               "reused from the run dir (their time is not in these minutes). " if agg.get("reused_seeds") else "")
+            + f"Seeds {agg['seeds']}; one base model for the run (as the paper has one), pretrained in "
             f"{agg.get('pretrain', {}).get('seconds', float('nan')):.0f} s wall, "
             f"{agg.get('pretrain', {}).get('cpu_seconds', float('nan')):.0f} s CPU"
             + (" (by an earlier run with the same pretraining settings, reused from the run dir and not part "

@@ -213,6 +213,31 @@ def run_seed(cfg: LabConfig, seed: int, device: str, base: dict, log=print) -> d
     return summary
 
 
+# Settings that change no seed's numbers: which seeds, how many processes, where files go, report-only knobs.
+NOT_IN_SEED_KEY = {"seeds", "workers", "run_dir", "report_dir", "tracking_uri", "bootstrap_iters"}
+
+
+def seed_key(cfg: LabConfig, device: str) -> str:
+    """What a seed's results depend on besides its number (threads included: they change float sums)."""
+    import hashlib
+
+    data = {**cfg.model_dump(mode="json", exclude=NOT_IN_SEED_KEY), "device": device}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished_seeds(cfg: LabConfig, device: str, run_dir: Path) -> dict[int, dict]:
+    """Seeds of this run whose file in the run dir was made with the same settings: a stopped or shorter run
+    goes on from what is on disk (a seed file without the key, or with another, is run again)."""
+    key, done = seed_key(cfg, device), {}
+    for s in cfg.seeds:
+        f = run_dir / f"seed{s}.json"
+        if f.exists():
+            summary = json.loads(f.read_text(encoding="utf-8"))
+            if summary.get("key") == key:
+                done[s] = summary
+    return done
+
+
 def _seed_job(cfg_json: str, seed: int, device: str, run_dir: str) -> str:
     """Worker process entry: one seed, written to run_dir/seed{seed}.json."""
     import torch
@@ -220,6 +245,7 @@ def _seed_job(cfg_json: str, seed: int, device: str, run_dir: str) -> str:
     cfg = LabConfig.model_validate_json(cfg_json)
     base = torch.load(Path(run_dir) / "base.pt")
     s = run_seed(cfg, seed, device, base, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    s["key"] = seed_key(cfg, device)
     path = Path(run_dir) / f"seed{seed}.json"
     path.write_text(json.dumps(s), encoding="utf-8")
     return str(path)
@@ -235,30 +261,34 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
     workers = min(len(cfg.seeds), cfg.workers or (8 if device == "cuda" else 1))
     if workers > 1 and cfg.threads == 0:  # one share of the cores per process
         cfg = cfg.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // workers)})
+    done = finished_seeds(cfg, device, run_dir)
+    todo = [s for s in cfg.seeds if s not in done]
+    workers = max(1, min(workers, len(todo)))
     t0, load0 = time.time(), os.getloadavg()
-    log(f"lab: seeds {cfg.seeds} on {device}, {workers} process(es); load average {load0[0]:.1f}")
+    if done:
+        log(f"lab: seeds {sorted(done)} already in {run_dir} with the same settings: reused, not rerun")
+    log(f"lab: seeds {todo} on {device}, {workers} process(es); load average {load0[0]:.1f}")
     # What a stopped run's report needs to say how it ran (meta.json is written only at the end).
     (run_dir / "started.json").write_text(json.dumps({"command": command, "time": t0, "workers": workers,
                                                       "load": load0[0]}), encoding="utf-8")
     base = load_or_pretrain_base(cfg, device, run_dir, log)
     if workers == 1:
-        summaries = []
-        for s in cfg.seeds:  # each seed's file is written as it finishes (a long run can be read while it runs)
-            summaries.append(run_seed(cfg, s, device, base, log))
-            (run_dir / f"seed{s}.json").write_text(json.dumps(summaries[-1]), encoding="utf-8")
-    else:
+        for s in todo:  # each seed's file is written as it finishes (a long run can be read while it runs)
+            done[s] = {**run_seed(cfg, s, device, base, log), "key": seed_key(cfg, device)}
+            (run_dir / f"seed{s}.json").write_text(json.dumps(done[s]), encoding="utf-8")
+    elif todo:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(_seed_job, cfg.model_dump_json(), s, device, str(run_dir)) for s in cfg.seeds]
-            summaries = [json.loads(Path(f.result()).read_text(encoding="utf-8")) for f in futs]
-    for s in summaries:
-        (run_dir / f"seed{s['seed']}.json").write_text(json.dumps(s), encoding="utf-8")
+            futs = {s: ex.submit(_seed_job, cfg.model_dump_json(), s, device, str(run_dir)) for s in todo}
+            done.update({s: json.loads(Path(f.result()).read_text(encoding="utf-8")) for s, f in futs.items()})
+    summaries = [done[s] for s in cfg.seeds]
     load1 = os.getloadavg()
     meta = {"command": command, "machine": machine(device), "minutes": round((time.time() - t0) / 60, 2),
             "cpu_minutes": round(cpu_seconds() / 60, 2), "workers": workers,
-            "load": f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end (1-minute)", "seeds": [s["seed"] for s in summaries], "config": cfg.model_dump(mode="json")}
+            "load": f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end (1-minute)", "seeds": [s["seed"] for s in summaries], "config": cfg.model_dump(mode="json"),
+            "reused_seeds": sorted(set(cfg.seeds) - set(todo))}
     (run_dir / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     return write_results(cfg, summaries, meta, log)
 
@@ -268,7 +298,8 @@ def write_results(cfg: LabConfig, summaries: list[dict], meta: dict, log=print) 
     from lema.lab.report import aggregate, track, write_report
 
     agg = aggregate(cfg, summaries)
-    agg.update({k: meta[k] for k in ("command", "machine", "minutes", "workers", "cpu_minutes", "load")
+    agg.update({k: meta[k] for k in ("command", "machine", "minutes", "workers", "cpu_minutes", "load",
+                                     "reused_seeds")
                 if k in meta})
     track(cfg, summaries, agg, log)
     report = write_report(cfg, summaries, agg, Path(cfg.report_dir))
