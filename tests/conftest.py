@@ -34,6 +34,19 @@ def tiny_model(tmp_path_factory, tiny_config) -> Path:
     return out
 
 
+def transformers_generation() -> list[str]:
+    """`--set` flags that move the tiny config's sampling and evaluation from vLLM to transformers: for tests of
+    run dirs and rounds, where vLLM engine start-ups would be most of the time (clone_run, test_generate and the
+    compose tests run vLLM)."""
+    import json
+
+    import yaml
+
+    gens = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())["generators"]
+    return ["--set", "evaluate.backend=transformers",
+            "--set", "generators=" + json.dumps([{**g, "backend": "transformers"} for g in gens])]
+
+
 def lema_env(repo: Path) -> dict:
     """Environment for subprocesses that run `lema`/`dvc` on `repo`'s own source."""
     import sys

@@ -314,19 +314,23 @@ def test_kfp_task_inputs_change_exactly_where_dvc_params_do(tmp_path):
     from google.protobuf import json_format
 
     from lema.orchestration.dvc import render
-    from lema.orchestration.kfp import build_pipeline
+    from lema.orchestration.kfp import build_pipeline, stage_config
     from lema.orchestration.kfp_cli import compile_pipeline
 
     base = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
 
-    def compiled(data: dict, name: str) -> dict:
-        """The pipeline spec the compiler writes (its first YAML document), without the YAML round trip."""
+    def config_of(data: dict):
         f = tmp_path / "c.yaml"
         f.write_text(yaml.safe_dump(data))
-        return json_format.MessageToDict(build_pipeline(load_config(f)).pipeline_spec)
+        return load_config(f)
 
-    before = compiled(base, "base.yaml")
+    def compiled(c) -> dict:
+        """The pipeline spec the compiler writes (its first YAML document), without the YAML round trip."""
+        return json_format.MessageToDict(build_pipeline(c).pipeline_spec)
+
+    before_cfg = config_of(base)
+    before = compiled(before_cfg)
     assert before == next(yaml.safe_load_all(compile_pipeline(ROOT / "configs" / "tiny.yaml", tmp_path / "t.yaml")
                                              .read_text()))
     configs = _task_configs(before)
@@ -335,9 +339,22 @@ def test_kfp_task_inputs_change_exactly_where_dvc_params_do(tmp_path):
                 and "executorLabel" in before["components"][t["componentRef"]["name"]]}
     assert {_task_stage(t) for t in uncached} == {"register"}
     assert {_task_stage(t) for t in configs} == {st.name for st in STAGES if st.rounds != "later"}
+    cached = {t: _task_stage(t) for t in configs if t not in uncached}
+    # every cached task receives exactly its stage's `stage_config`, so that function speaks for the compiler
+    assert all(configs[t] == stage_config(before_cfg, s) for t, s in cached.items())
     dvc = render(cfg)["stages"]
     params = {name: (body.get("do") or body)["params"] for name, body in dvc.items()}
     keys = sorted({k for st in STAGES for k in st.reads})
+
+    def dvc_readers(key: str) -> frozenset:
+        return frozenset(s for s, ps in params.items() if any(key == p or key.startswith(p + ".") for p in ps))
+
+    # Every key through stage_config; the compiled pipeline for one key per distinct set of DVC readers (keys
+    # read by the same stages go through the same task wiring, and each compile takes seconds).
+    compile_for = {}
+    for key in keys:
+        compile_for.setdefault(dvc_readers(key), key)
+    assert len(compile_for) >= 8, compile_for
     for key in keys:
         data = yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True)))
         node = data
@@ -347,10 +364,12 @@ def test_kfp_task_inputs_change_exactly_where_dvc_params_do(tmp_path):
         node[leaf] = changed_value(node[leaf], key)
         if key == "data.dir":
             node[leaf] = str(ROOT / "data")  # another directory holding the same data
-        after = _task_configs(compiled(data, "after.yaml"))
-        changed_kfp = {_task_stage(t) for t in configs if configs[t] != after[t] and t not in uncached}
-        changed_dvc = {s for s, ps in params.items() if any(key == p or key.startswith(p + ".") for p in ps)}
-        assert changed_kfp == changed_dvc - {"register"}, key
+        changed = config_of(data)
+        readers = {s for s in set(cached.values()) if stage_config(changed, s) != stage_config(before_cfg, s)}
+        assert readers == dvc_readers(key) - {"register"}, key
+        if key in compile_for.values():
+            after = _task_configs(compiled(changed))
+            assert {_task_stage(t) for t in cached if configs[t] != after[t]} == readers, key
 
 
 def test_component_bodies_hand_the_declared_artifacts_to_the_stage():

@@ -12,7 +12,7 @@ import yaml
 from lema.config import load_config
 from lema.stages import descendants, instances, upstream
 
-from .conftest import DATA, ROOT, lema_env
+from .conftest import DATA, ROOT, lema_env, transformers_generation
 
 
 def _tiny(**over):
@@ -134,7 +134,8 @@ def test_two_rounds_end_to_end_with_lineage(tmp_path):
     run_dir = tmp_path / "run"
     sets = ["--set", "rounds=2", "--set", f"run_dir={run_dir}", "--set", f"data.dir={DATA}",
             "--set", "data.train_limit=8", "--set", "sft.cot_limit=16", "--set", "base_model.pretrain_steps=60",
-            "--set", "data.eval_sets={gsm8k/test: 6, math500/test: 2}", "--set", "evaluate.max_tokens=32"]
+            "--set", "data.eval_sets={gsm8k/test: 6, math500/test: 2}", "--set", "evaluate.max_tokens=32",
+            *transformers_generation()]
     env = lema_env(ROOT) | {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     out = subprocess.run([sys.executable, "-m", "lema", "run", "--config", str(ROOT / "configs" / "tiny.yaml"), *sets],
                          cwd=tmp_path, env=env, capture_output=True, text=True)

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT, lema_env
+from .conftest import ROOT, lema_env, transformers_generation
 
 pytestmark = pytest.mark.slow
 
 # configs/tiny.yaml at its smallest (the run only has to finish; what is checked is who writes the run dir)
 SMALL = ["--set", "base_model.pretrain_steps=30", "--set", "data.train_limit=8", "--set", "sft.cot_limit=16",
-         "--set", "data.eval_sets={gsm8k/test: 6, math500/test: 2}", "--set", "evaluate.max_tokens=32"]
+         "--set", "data.eval_sets={gsm8k/test: 6, math500/test: 2}", "--set", "evaluate.max_tokens=32",
+         *transformers_generation()]
 BUSY = "is in use by another lema run"
 
 
