@@ -73,11 +73,12 @@ def test_a_second_run_on_the_same_dir_stops_at_once_and_changes_nothing(first_ru
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["train"]["epochs"] == 1
     assert yaml.safe_load((run_dir / "params.yaml").read_text())["train"]["epochs"] == 1
-    steps = {v: json.loads((run_dir / "train" / v / "report.json").read_text())["details"]["steps"]
-             for v in ("cot", "lema")}
+    train = {v: json.loads((run_dir / "train" / v / "report.json").read_text())["details"] for v in ("cot", "lema")}
     sft = {v: len((run_dir / "sft" / f"{v}.jsonl").read_text().splitlines()) for v in ("cot", "lema")}
     batch = cfg["train"]["batch_size"] * cfg["train"]["grad_accum"]
-    assert steps == {v: -(-sft[v] // batch) for v in sft}  # one epoch each
+    for v, d in train.items():  # every example counted: trained, or dropped because its prompt fills max_length
+        assert d["examples_trained"] + d["dropped_prompt_fills_max_length"] == sft[v]
+        assert d["steps"] == -(-d["examples_trained"] // batch), v  # one epoch each
     reg = json.loads((run_dir / "register" / "report.json").read_text())["details"]
     client = MlflowClient(tracking_uri=reg["tracking_uri"])
     for version in reg["versions"].values():

@@ -227,3 +227,18 @@ def test_run_key_follows_config_sft_set_base_model_and_seed(tiny_model, sft_file
     assert run_key(str(rebuilt), sft_file, cfg, 0) == key  # same files, same key
     (rebuilt / "model.safetensors").write_bytes((rebuilt / "model.safetensors").read_bytes()[:-1] + b" ")
     assert run_key(str(rebuilt), sft_file, cfg, 0) != key
+
+
+def test_an_example_whose_prompt_fills_max_length_is_counted_and_named(tiny_model, sft_file, tmp_path, capsys):
+    """TRL drops an example left with no completion token after truncation; the report counts it and stderr
+    says why, so nothing is dropped silently."""
+    from lema.jsonl import read_jsonl
+
+    rows = read_jsonl(sft_file, SFTExample)
+    rows[0] = rows[0].model_copy(update={"prompt": "Question: " + "one two three " * 60 + "?\nAnswer:\n"})
+    write_jsonl(sft_file, rows)
+    cfg = TrainConfig(epochs=1, batch_size=8, logging_steps=1, max_length=64)
+    rep = train(str(tiny_model), sft_file, tmp_path / "long", cfg, seed=0)
+    assert rep.details["examples_trained"] == 23 and rep.details["dropped_prompt_fills_max_length"] == 1
+    assert rep.details["steps"] == 3
+    assert "1 of 24 examples not trained on: the prompt fills train.max_length=64" in capsys.readouterr().err

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,6 +255,11 @@ def train(model: str, data_path: str | Path, out_dir: str | Path, cfg: TrainConf
     base = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, quantization_config=p.quant)
     trainer = SFTTrainer(model=base, args=p.args, train_dataset=p.dataset, processing_class=p.tokenizer,
                          peft_config=p.peft, callbacks=callbacks)
+    # TRL drops an example whose prompt alone fills max_length (no completion token left to learn): say so.
+    trained = len(trainer.train_dataset)
+    if trained < len(p.dataset) and trainer.is_world_process_zero():
+        print(f"train {name}: {len(p.dataset) - trained} of {len(p.dataset)} examples not trained on: the prompt "
+              f"fills train.max_length={cfg.max_length} tokens (raise it to keep them)", file=sys.stderr)
     result = trainer.train(resume_from_checkpoint=resume)
 
     if trainer.is_fsdp_enabled:  # gather the shards: save_model writes one full model on the main process
@@ -278,7 +284,8 @@ def train(model: str, data_path: str | Path, out_dir: str | Path, cfg: TrainConf
                                   "base_model": model, "lora": cfg.lora.enabled, "learning_rate": p.learning_rate,
                                   "quantization": cfg.quantization, "run_key": p.key,
                                   "world_size": trainer.args.world_size,
-                                  "examples_after_mixture": len(p.dataset),
+                                  "examples_after_mixture": len(p.dataset), "examples_trained": trained,
+                                  "dropped_prompt_fills_max_length": len(p.dataset) - trained,
                                   "resumed_from": Path(resume).name if resume else None,
                                   "final_loss": history[-1]["loss"] if history else None},
                          outputs={"model": str(model_dir), "loss": str(out / "loss.json"),
