@@ -60,3 +60,22 @@ def test_first_registration_has_no_statistics_second_has_real_ones(tmp_path, tin
     assert float(v2.tags["promotion.p_value"]) == float(f"{mcnemar_exact(30, 0):.6g}")
     assert v2.tags["promotion.mdd"] == "0.1200" and v2.tags["promotion.summary"] == line
     assert line in _report(tmp_path, second, "b")
+
+
+def test_registry_calls_download_through_the_server_unless_the_caller_chose(tmp_path, monkeypatch):
+    """Inside lema's MLflow block, downloads are proxied by the tracking server (a presigned URL names the
+    server's storage endpoint, which a client elsewhere may not reach); a caller's own choice is kept, and the
+    environment is restored afterwards."""
+    import os
+
+    from lema.registry.store import PROXY_DOWNLOADS, using_tracking_uri
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    monkeypatch.delenv(PROXY_DOWNLOADS, raising=False)
+    with using_tracking_uri(uri):
+        assert os.environ[PROXY_DOWNLOADS] == "false"
+    assert PROXY_DOWNLOADS not in os.environ
+    monkeypatch.setenv(PROXY_DOWNLOADS, "true")
+    with using_tracking_uri(uri):
+        assert os.environ[PROXY_DOWNLOADS] == "true"
+    assert os.environ[PROXY_DOWNLOADS] == "true"

@@ -27,21 +27,34 @@ from lema.registry.promote import decide, promotion_tags
 SECRET_MARKERS = ("key", "token", "secret", "password")
 
 
+# MLflow's switch between presigned storage URLs (true) and the server's artifact proxy (false) for downloads.
+PROXY_DOWNLOADS = "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"
+
+
 @contextlib.contextmanager
 def using_tracking_uri(uri: str):
     """Point MLflow at `uri` for a block, then restore the previous URI and environment.
 
     `mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI, so without this a second run in the
     same process (or any subprocess it starts) would silently log to the first run's store.
+
+    Downloads go through the tracking server, as uploads do (unless the caller sets PROXY_DOWNLOADS): an MLflow 3
+    client otherwise takes presigned URLs on the server's own storage endpoint (``http://s3:5000`` in the compose
+    stack), which a client outside that network cannot reach and retries for minutes.
     """
     import mlflow
 
     before_env = os.environ.get("MLFLOW_TRACKING_URI")
     before = mlflow.get_tracking_uri() if before_env else None
+    ours = PROXY_DOWNLOADS not in os.environ
+    if ours:
+        os.environ[PROXY_DOWNLOADS] = "false"
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
+        if ours:
+            os.environ.pop(PROXY_DOWNLOADS, None)
         if before_env is None:
             mlflow.set_tracking_uri(None)  # unsets the global and the environment variable
         else:
