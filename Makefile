@@ -56,8 +56,10 @@ run: $(STAMP)
 
 PYTEST := LEMA_TOOLS_VENV=$(abspath $(TOOLS)) LEMA_UV_INDEX_ARGS="$(UV_INDEX_ARGS)" $(BIN)/python -m pytest -q -rs --durations=25
 
+# MARKERS= (empty) runs every test in one session (CI: the shared tiny run is made once).
+MARKERS ?= not container
 test: $(STAMP) $(TOOLS_STAMP)
-	$(PYTEST) -m "not container" $(PYTEST_ARGS)
+	$(PYTEST) $(if $(MARKERS),-m "$(MARKERS)") $(PYTEST_ARGS)
 
 # The container tier (marker `container`): Docker running, the images built once, then every test that runs them.
 test-containers: $(STAMP) $(TOOLS_STAMP) images
