@@ -292,3 +292,25 @@ def test_a_stopped_parallel_run_reports_its_real_wall_time(tmp_path):
     meta = interrupted_meta(LabConfig(seeds=[1, 2, 3]), tmp_path, [1, 2], "lema lab --report-only")
     assert meta["minutes"] == round(2692 / 60, 2) and meta["workers"] == 2
     assert meta["cpu_minutes"] == 2.0 and meta["command"].startswith("lema lab --workers 2 (stopped after 2 of 3")
+
+
+def test_a_stopped_run_leaves_reused_seeds_out_of_its_time(tmp_path):
+    """Seeds an earlier run finished (named in started.json, or written before it) are in the report but not in
+    the stopped run's wall or CPU minutes."""
+    import json
+    import os
+
+    from lema.lab.config import LabConfig
+    from lema.lab.run import interrupted_meta
+
+    t0 = 1_000_000.0
+    for s, t in ((1, t0 - 5000), (2, t0 + 1200), (3, t0 + 1500)):
+        f = tmp_path / f"seed{s}.json"
+        f.write_text(json.dumps({"device": "cpu", "seconds": 1000.0, "cpu_seconds": {"cot": 60.0 * s},
+                                 "base": {"train": {"seconds": 1.0, "cpu_seconds": 1.0, "reused": True}}}))
+        os.utime(f, (t, t))
+    started = {"command": "lema lab --seeds 4", "time": t0, "workers": 2, "load": 0.5}
+    for record in ({}, {"reused_seeds": [1]}):  # a started.json from before the field, and one with it
+        (tmp_path / "started.json").write_text(json.dumps({**started, **record}))
+        meta = interrupted_meta(LabConfig(seeds=[1, 2, 3, 4]), tmp_path, [1, 2, 3], "lema lab --report-only")
+        assert meta["reused_seeds"] == [1] and meta["minutes"] == 25.0 and meta["cpu_minutes"] == 5.0

@@ -270,7 +270,8 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
     log(f"lab: seeds {todo} on {device}, {workers} process(es); load average {load0[0]:.1f}")
     # What a stopped run's report needs to say how it ran (meta.json is written only at the end).
     (run_dir / "started.json").write_text(json.dumps({"command": command, "time": t0, "workers": workers,
-                                                      "load": load0[0]}), encoding="utf-8")
+                                                      "load": load0[0], "reused_seeds": sorted(done)}),
+                                          encoding="utf-8")
     base = load_or_pretrain_base(cfg, device, run_dir, log)
     if workers == 1:
         for s in todo:  # each seed's file is written as it finishes (a long run can be read while it runs)
@@ -326,23 +327,29 @@ def report_from_run_dir(cfg: LabConfig, command: str = "", log=print) -> Path:
 
 
 def interrupted_meta(cfg: LabConfig, run_dir: Path, done: list[int], command: str) -> dict:
-    """What a stopped run measured: the base's pretraining plus each finished seed, wall and CPU."""
-    files = [run_dir / f"seed{s}.json" for s in done]
-    seeds = [json.loads(f.read_text(encoding="utf-8")) for f in files]
-    pre = seeds[0]["base"]["train"]
+    """What a stopped run measured: the base's pretraining plus each seed it finished, wall and CPU.  Seeds it
+    reused (finished by an earlier run with the same settings) count in neither."""
+    files = {s: run_dir / f"seed{s}.json" for s in done}
+    seeds = {s: json.loads(f.read_text(encoding="utf-8")) for s, f in files.items()}
+    pre = seeds[done[0]]["base"]["train"]
     own = 0.0 if pre.get("reused") else 1.0  # a reused base was pretrained (and timed) by an earlier run
-    cpu = own * pre.get("cpu_seconds", 0.0) + sum(sum(s.get("cpu_seconds", {}).values()) for s in seeds)
     started = run_dir / "started.json"
-    if started.exists():  # parallel seeds overlap: the wall time is from the start to the last finished seed
-        st = json.loads(started.read_text(encoding="utf-8"))
+    st = json.loads(started.read_text(encoding="utf-8")) if started.exists() else None
+    # started.json names them; one from before that field: the files written before this run started
+    reused = set(st.get("reused_seeds", [s for s, f in files.items() if f.stat().st_mtime < st["time"]])
+                 if st else [])
+    ran = [s for s in done if s not in reused]
+    cpu = own * pre.get("cpu_seconds", 0.0) + sum(sum(seeds[s].get("cpu_seconds", {}).values()) for s in ran)
+    if st:  # parallel seeds overlap: the wall time is from the start to the last finished seed
         command, workers, load = st["command"], st["workers"], f"{st['load']:.1f} at the start (1-minute)"
-        wall = max(f.stat().st_mtime for f in files) - st["time"]
+        wall = max((files[s].stat().st_mtime for s in ran), default=st["time"]) - st["time"]
     else:  # a run from before started.json: its seeds, one after another
         workers, load = 1, "not recorded (stopped run)"
-        wall = own * pre.get("seconds", 0.0) + sum(s["seconds"] for s in seeds)
+        wall = own * pre.get("seconds", 0.0) + sum(seeds[s]["seconds"] for s in ran)
     return {"command": f"{command} (stopped after {len(done)} of {len(cfg.seeds)} seeds; report from --report-only)",
-            "machine": machine(seeds[0]["device"]), "minutes": round(wall / 60, 2), "cpu_minutes": round(cpu / 60, 2),
-            "workers": workers, "load": load, "seeds": done, "config": cfg.model_dump(mode="json")}
+            "machine": machine(seeds[done[0]]["device"]), "minutes": round(wall / 60, 2),
+            "cpu_minutes": round(cpu / 60, 2), "workers": workers, "load": load, "seeds": done,
+            "reused_seeds": sorted(reused), "config": cfg.model_dump(mode="json")}
 
 
 def cpu_seconds() -> float:
