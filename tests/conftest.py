@@ -140,6 +140,8 @@ def cpu_image() -> str:
         out = subprocess.run([str(ROOT / "images" / "build.sh"), "lema-cpu"], capture_output=True, text=True)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return CPU_IMAGE
+
+
 def changed_value(value, key: str = ""):
     """Another value for a config key, one the schema accepts (the first number inside a section or a list of
     sections changes): the config- and cache-sensitivity matrices change keys with it."""
@@ -166,10 +168,30 @@ def changed_value(value, key: str = ""):
     return 1
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """`make test` needs no Docker: a test that uses an image (the `cpu_image` fixture, directly or through a
     stack) must be marked `container`, so that `-m "not container"` leaves it out and `make test-containers`
-    runs it."""
+    runs it.
+
+    `make test` runs on two pytest-xdist workers (`--dist loadgroup`), and each worker builds its own
+    session and module fixtures.  So the tests of the shared tiny run (`clone_run`) and every container test go to
+    one worker, group "e2e" (one tiny run, one Docker workload at a time); tests that use a module-scoped fixture
+    stay together per module; the rest are free."""
     unmarked = [i.nodeid for i in items if "cpu_image" in i.fixturenames and not i.get_closest_marker("container")]
     if unmarked:
         raise pytest.UsageError(f"uses a lema image but is not marked container: {', '.join(unmarked)}")
+    for item in items:
+        group = xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def xdist_group(item) -> str | None:
+    """The worker group of a test (see pytest_collection_modifyitems)."""
+    if "clone_run" in item.fixturenames or item.get_closest_marker("container"):
+        return "e2e"
+    info = getattr(item, "_fixtureinfo", None)  # pytest has no public accessor for a test's fixture scopes
+    if info and any(d and d[-1].scope == "module" for d in info.name2fixturedefs.values()):
+        return item.module.__name__
+    return None

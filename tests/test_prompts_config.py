@@ -50,6 +50,9 @@ def test_config_errors_name_the_field(tmp_path):
     f.write_text("trian: {}\n")
     with pytest.raises(ValueError, match="trian"):
         load_config(f)
+    f.write_text("kubeflow:\n  small_memory: 1 GB\n")  # a pod quantity Kubernetes would refuse at run time
+    with pytest.raises(ValueError, match=r"bad.yaml: field 'kubeflow.small_memory'"):
+        load_config(f)
 
 
 def test_secrets_never_become_params():

@@ -24,6 +24,9 @@ NonNeg = Annotated[int, Field(ge=0)]
 PosF = Annotated[float, Field(gt=0)]
 NonNegF = Annotated[float, Field(ge=0)]
 Share = Annotated[float, Field(ge=0, le=1)]
+# Kubernetes quantities in the forms Kubeflow accepts for CPU ("2", "500m") and memory ("8G", "512Mi")
+CPU = Annotated[str, Field(pattern=r"^([0-9]*[.])?[0-9]+m?$")]
+MEMORY = Annotated[str, Field(pattern=r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")]
 
 
 class EvalFields(_Strict):
@@ -280,8 +283,8 @@ class KubeflowConfig(_Strict):
     cache_mount: str = "/mnt/lema-cache"
     gpu_tolerations: list[TolerationConfig] = [TolerationConfig()]
     gpu_node_selector: dict[str, str] = {}     # e.g. {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}
-    small_cpu: str = "500m"                    # merge and gate tasks: requests = limits
-    small_memory: str = "1G"
+    small_cpu: CPU = "500m"                    # merge and gate tasks: requests = limits
+    small_memory: MEMORY = "1G"
 
 
 class Config(_Strict):

@@ -36,16 +36,19 @@ def resolved_config_text(config_path: str | Path, data_dir: str | None = None,
 
 def compile_pipeline(config_path: str | Path | None, out: str | Path, num_shards: int = 2, gpu: bool = False,
                      cache_root: str | None = None, overrides: dict[str, Any] | None = None) -> Path:
-    return _compile(load(config_path, overrides), out, num_shards, gpu, cache_root)
+    _compile(load(config_path, overrides), out, num_shards, gpu, cache_root)
+    return Path(out)
 
 
-def _compile(cfg: Config, out: str | Path, num_shards: int, gpu: bool, cache_root: str | None) -> Path:
+def _compile(cfg: Config, out: str | Path, num_shards: int, gpu: bool, cache_root: str | None) -> set[str]:
+    """Write the pipeline package to `out`; returns the run parameters it declares."""
     from kfp import compiler
 
     from lema.orchestration.kfp import build_pipeline
 
-    compiler.Compiler().compile(build_pipeline(cfg, num_shards=num_shards, gpu=gpu, cache_root=cache_root), str(out))
-    return Path(out)
+    pipeline = build_pipeline(cfg, num_shards=num_shards, gpu=gpu, cache_root=cache_root)
+    compiler.Compiler().compile(pipeline, str(out))
+    return set(pipeline.component_spec.inputs or {})
 
 
 def run_local(config_path: str | Path | None, pipeline_root: str | Path, num_shards: int = 2,
@@ -94,14 +97,6 @@ def _experiment_under(artifacts: Path, name: str) -> None:
         client.create_experiment(name, artifact_location=artifacts.as_uri())
 
 
-def pipeline_parameters(package: str | Path) -> set[str]:
-    """The run parameters a compiled pipeline declares (its root's input definitions)."""
-    import yaml
-
-    spec = next(yaml.safe_load_all(Path(package).read_text()))  # then the platform spec (Kubernetes)
-    return set(spec["root"].get("inputDefinitions", {}).get("parameters", {}))
-
-
 def submit(host: str, config_path: str | Path | None, overrides: dict[str, Any] | None = None,
            params: dict[str, Any] | None = None, run_name: str | None = None, experiment: str | None = None,
            namespace: str | None = None, num_shards: int = 2, gpu: bool = False, cache_root: str | None = None,
@@ -117,8 +112,7 @@ def submit(host: str, config_path: str | Path | None, overrides: dict[str, Any] 
     cfg = load(config_path, overrides)
     with tempfile.TemporaryDirectory(prefix="lema-submit-") as tmp:
         out = Path(package) if package else Path(tmp) / "lema_pipeline.yaml"
-        _compile(cfg, out, num_shards, gpu, cache_root)  # the config loaded once, above
-        declared = pipeline_parameters(out)
+        declared = _compile(cfg, out, num_shards, gpu, cache_root)  # the config loaded once, above
         unknown = set(params or {}) - declared
         if unknown:  # before anything reaches the server
             raise ValueError(f"--param {', '.join(sorted(unknown))}: not a parameter of the pipeline "

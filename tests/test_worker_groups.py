@@ -1,0 +1,29 @@
+"""`make test` runs on pytest-xdist workers, and each worker builds its own fixtures: checked on this very session's
+collection, every module-scoped fixture and the shared tiny run are built by one worker only."""
+
+from collections import defaultdict
+
+
+def _group(item):
+    mark = item.get_closest_marker("xdist_group")
+    return mark.args[0] if mark else None
+
+
+def test_tests_sharing_an_expensive_fixture_share_a_worker_group(request):
+    users = defaultdict(set)  # (fixture, module or "") -> groups of the tests that use it
+    for item in request.session.items:
+        info = getattr(item, "_fixtureinfo", None)
+        for name, defs in (info.name2fixturedefs.items() if info else ()):
+            if defs and defs[-1].scope == "module":
+                users[(name, item.module.__name__)].add(_group(item))
+        for name in ("clone_run", "cpu_image"):
+            if name in item.fixturenames:
+                users[(name, "")].add(_group(item))
+    split = {k: v for k, v in users.items() if len(v) > 1 or None in v}
+    assert not split, f"built on more than one worker: {split}"
+
+
+def test_container_tests_run_one_at_a_time_beside_the_shared_run(request):
+    for item in request.session.items:
+        if item.get_closest_marker("container") or "clone_run" in item.fixturenames:
+            assert _group(item) == "e2e", item.nodeid
