@@ -177,7 +177,9 @@ def pytest_collection_modifyitems(config, items):
     `make test` runs on two pytest-xdist workers (`--dist loadgroup`), and each worker builds its own
     session and module fixtures.  So the tests of the shared tiny run (`clone_run`) and every container test go to
     one worker, group "e2e" (one tiny run, one Docker workload at a time); tests that use a module-scoped fixture
-    stay together per module; the rest are free."""
+    stay together per module; the rest are free.  Container tests come last (a stable sort), so that on CI
+    Docker's workloads run once the other worker's tests are done rather than beside them."""
+    items.sort(key=lambda i: i.get_closest_marker("container") is not None)
     unmarked = [i.nodeid for i in items if "cpu_image" in i.fixturenames and not i.get_closest_marker("container")]
     if unmarked:
         raise pytest.UsageError(f"uses a lema image but is not marked container: {', '.join(unmarked)}")
