@@ -412,3 +412,11 @@ def test_component_bodies_hand_the_declared_artifacts_to_the_stage():
             assert outputs == {artifact_name(node)}, node.name
             checked.add(st.name)
     assert checked == {st.name for st in STAGES if st.rounds != "later"}
+
+
+def test_a_stage_resource_that_is_not_a_kubernetes_quantity_is_refused():
+    """The compiled pipeline writes stage resources as they are; the declaration checks them first."""
+    from lema.stages.graph import Stage
+
+    with pytest.raises(ValueError, match="stage x: cpu '2' / memory '8 GB' is not a Kubernetes quantity"):
+        Stage(name="x", package="x", reads=(), artifact="x", memory="8 GB")

@@ -24,9 +24,12 @@ NonNeg = Annotated[int, Field(ge=0)]
 PosF = Annotated[float, Field(gt=0)]
 NonNegF = Annotated[float, Field(ge=0)]
 Share = Annotated[float, Field(ge=0, le=1)]
-# Kubernetes quantities in the forms Kubeflow accepts for CPU ("2", "500m") and memory ("8G", "512Mi")
-CPU = Annotated[str, Field(pattern=r"^([0-9]*[.])?[0-9]+m?$")]
-MEMORY = Annotated[str, Field(pattern=r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")]
+# Kubernetes quantities in the forms Kubeflow accepts for CPU ("2", "500m") and memory ("8G", "512Mi"); the
+# stage declaration checks its own values against the same patterns
+CPU_PATTERN = r"^([0-9]*[.])?[0-9]+m?$"
+MEMORY_PATTERN = r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$"
+CPU = Annotated[str, Field(pattern=CPU_PATTERN)]
+MEMORY = Annotated[str, Field(pattern=MEMORY_PATTERN)]
 
 
 class EvalFields(_Strict):

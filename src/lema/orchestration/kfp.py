@@ -227,7 +227,8 @@ def _place(task, stage: str, cfg: Config, gpu: bool):
     # What set_cpu_request/.../set_accelerator_limit write, in one step: each of those calls inspect.stack() (for
     # its name in an error message), whose cost grows with the modules the process has imported; next to torch
     # and transformers (a notebook, the test suite) a compile took 13 s instead of 0.3 s.  The values are
-    # validated by the config schema; tests/test_orchestration.py checks the compiled pipeline is unchanged.
+    # validated by the config schema and the stage declaration; tests/test_orchestration.py checks the compiled
+    # pipeline.
     task.container_spec.resources = structures.ResourceSpec(
         cpu_request=cpu, cpu_limit=cpu, memory_request=memory, memory_limit=memory,
         accelerator_type="nvidia.com/gpu" if on_gpu else None, accelerator_count="1" if on_gpu else None)

@@ -19,10 +19,12 @@ cumulative pool (round 1: its own validated corrections and right paths).  Two s
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lema.config import Config
+from lema.config.schema import CPU_PATTERN, MEMORY_PATTERN
 from lema.records import StageReport
 from lema.stages.layout import BASE_DIR, VARIANTS, pool_file, round_dir
 
@@ -58,6 +60,12 @@ class Stage:
     later_deps: tuple[str, ...] | None = None  # deps in rounds >= 2 when they differ from round 1's
     base_later: bool = True           # rounds >= 2 still need the base model (collect does not: the champion)
     keeps: tuple[str, ...] = ()       # run-dir paths kept across reruns on purpose: not outputs (DVC deletes those)
+
+    def __post_init__(self):
+        # the compiled pipeline writes these as they are (lema.orchestration.kfp._place)
+        if not re.match(CPU_PATTERN, self.cpu) or not re.match(MEMORY_PATTERN, self.memory):
+            raise ValueError(f"stage {self.name}: cpu {self.cpu!r} / memory {self.memory!r} is not a Kubernetes "
+                             "quantity")
 
     @property
     def report(self) -> str:
