@@ -178,8 +178,12 @@ def pytest_collection_modifyitems(config, items):
     session and module fixtures.  So the tests of the shared tiny run (`clone_run`) and every container test go to
     one worker, group "e2e" (one tiny run, one Docker workload at a time); tests that use a module-scoped fixture
     stay together per module; the rest are free.  Container tests come last (a stable sort), so that on CI
-    Docker's workloads run once the other worker's tests are done rather than beside them."""
-    items.sort(key=lambda i: i.get_closest_marker("container") is not None)
+    Docker's workloads run once the other worker's tests are done rather than beside them.  Before them, slow
+    work first: xdist hands out the groups largest first and then single tests in this order, so a slow test
+    collected late (say in test_train.py) would otherwise start when the other worker is nearly done."""
+    slow_units = {xdist_group(i) or i.nodeid for i in items if i.get_closest_marker("slow")}
+    items.sort(key=lambda i: (i.get_closest_marker("container") is not None,
+                              (xdist_group(i) or i.nodeid) not in slow_units))
     unmarked = [i.nodeid for i in items if "cpu_image" in i.fixturenames and not i.get_closest_marker("container")]
     if unmarked:
         raise pytest.UsageError(f"uses a lema image but is not marked container: {', '.join(unmarked)}")

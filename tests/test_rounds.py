@@ -1,10 +1,7 @@
-"""LeMa in rounds (`rounds: N`): the declaration expanded per round for DVC, the CLI and Kubeflow, and two real
-rounds through `lema run` whose lineage shows in `lema registry history`."""
+"""LeMa in rounds (`rounds: N`): the declaration expanded per round for DVC, the CLI and Kubeflow.  Two real
+rounds through `lema run` (round 2 added to a finished one-round run dir) are in tests/test_run_dir.py."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -12,7 +9,7 @@ import yaml
 from lema.config import load_config
 from lema.stages import descendants, instances, upstream
 
-from .conftest import DATA, ROOT, lema_env, transformers_generation
+from .conftest import DATA, ROOT
 
 
 def _tiny(**over):
@@ -121,59 +118,6 @@ def test_rounds_need_fresh_questions():
         _tiny(rounds=2, **{"data.train_limit": None})
     with pytest.raises(ValueError, match="round 400 needs training questions"):
         collect_problems(_tiny(**{"data.train_limit": 20}), 400)
-
-
-@pytest.mark.slow
-def test_two_rounds_end_to_end_with_lineage(tmp_path):
-    """`lema run` with rounds: 2 on the tiny config: round 2 samples with round 1's champion (downloaded from
-    the registry by alias) on fresh questions, trains on both rounds' data, and registers with its lineage."""
-    from lema.jsonl import read_jsonl
-    from lema.records import Correction, SampledPath, SFTExample
-    from lema.stages.layout import Paths
-
-    run_dir = tmp_path / "run"
-    sets = ["--set", "rounds=2", "--set", f"run_dir={run_dir}", "--set", f"data.dir={DATA}",
-            "--set", "data.train_limit=8", "--set", "sft.cot_limit=16", "--set", "base_model.pretrain_steps=60",
-            "--set", "data.eval_sets={gsm8k/test: 6, math500/test: 2}", "--set", "evaluate.max_tokens=32",
-            *transformers_generation()]
-    env = lema_env(ROOT) | {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-    out = subprocess.run([sys.executable, "-m", "lema", "run", "--config", str(ROOT / "configs" / "tiny.yaml"), *sets],
-                         cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    assert "round 2 of 2" in out.stdout
-
-    one, two = Paths(run_dir, 1), Paths(run_dir, 2)
-    champ = json.loads((two.generator / "report.json").read_text())["details"]
-    reg1 = json.loads((one.register / "report.json").read_text())["details"]
-    assert champ["model_uri"].endswith("@champion") and champ["version"] == reg1["versions"][reg1["candidate"]]
-    assert champ["round"] == 2 and champ["champion_round"] == "1"
-    # round 2 sampled with that champion, on questions round 1 never saw
-    p1, p2 = read_jsonl(one.collect / "paths.jsonl", SampledPath), read_jsonl(two.collect / "paths.jsonl", SampledPath)
-    # the run dir's project is portable: the model is named relative to it
-    assert {str(run_dir / p.model) for p in p2} == {str(two.generator / "model")}
-    assert not {p.id for p in p1} & {p.id for p in p2}
-    # round 2 trains on every round's validated corrections
-    valid = read_jsonl(one.validate / "valid.jsonl", Correction) + read_jsonl(two.validate / "valid.jsonl", Correction)
-    assert read_jsonl(two.pool / "valid.jsonl", Correction) == valid
-    sft = read_jsonl(two.sft / "lema.jsonl", SFTExample)
-    assert sum(e.kind == "correction" for e in sft) == len(valid)
-
-    hist = subprocess.run([sys.executable, "-m", "lema", "registry", "history", "--json", "--config",
-                           str(ROOT / "configs" / "tiny.yaml"), *sets], cwd=tmp_path, env=env, capture_output=True,
-                          text=True)
-    assert hist.returncode == 0, hist.stderr[-3000:]
-    rows = {r["version"]: r for r in json.loads(hist.stdout)}
-    reg2 = json.loads((two.register / "report.json").read_text())["details"]
-    assert {int(v) for v in reg1["versions"].values()} | {int(v) for v in reg2["versions"].values()} == set(rows)
-    for v in reg1["versions"].values():
-        assert rows[int(v)]["round"] == "1" and rows[int(v)]["parent"] is None
-    for v in reg2["versions"].values():
-        assert rows[int(v)]["round"] == "2" and rows[int(v)]["parent"] == champ["version"]
-    table = subprocess.run([sys.executable, "-m", "lema", "registry", "history", "--config",
-                            str(ROOT / "configs" / "tiny.yaml"), *sets], cwd=tmp_path,
-                           env=env | {"COLUMNS": "200"}, capture_output=True, text=True)
-    assert "round" in table.stdout and "parent" in table.stdout
-    assert os.path.isdir(run_dir / "rounds" / "2" / "report")
 
 
 def _rows(tag: str, n: int):

@@ -1,10 +1,12 @@
 """`lema run --config X`: a run dir with its own DVC project.  One writer at a time (a second run stops at once,
 naming the holder, and changes nothing of the first); the project is portable, has the enclosing project's
-remote, and is a git repo where DVC's own workflow (`status`, `repro --dry`, `exp run -S`, `exp show`) works."""
+remote, and is a git repo where DVC's own workflow (`status`, `repro --dry`, `exp run -S`, `exp show`) works.
+A finished run grows a second LeMa round (`--set rounds=2`) without redoing the first."""
 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,8 +41,9 @@ def _cmd(run_dir: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
-    """A run, and while it runs the same with `--set train.epochs=3` on its run dir: (first, second) results
-    plus the first run's files as they were when the second started."""
+    """A run, and while it runs the same with `--set train.epochs=3` on its run dir: (first, second) results,
+    the first run's files as they were when the second started, and a copy of the finished run dir ("pristine",
+    at the same depth so that its relative remote still resolves) for tests that change a run dir."""
     run_dir = tmp_path_factory.mktemp("run") / "tiny"
     first = _lema_run(run_dir)
     deadline = time.time() + 300
@@ -56,7 +59,9 @@ def first_run(tmp_path_factory):
     after_second = {f: (run_dir / f).read_text() for f in before}
     out1, err1 = first.communicate(timeout=3600)
     assert first.returncode == 0, out1[-4000:] + err1[-4000:]
-    return {"run_dir": run_dir, "before": before, "after_second": after_second, "second": (second.returncode,
+    pristine = tmp_path_factory.mktemp("pristine") / "tiny"
+    shutil.copytree(run_dir, pristine, symlinks=True)
+    return {"run_dir": run_dir, "pristine": pristine, "before": before, "after_second": after_second, "second": (second.returncode,
             out2, err2, second_took), "first_stdout": out1}
 
 
@@ -131,3 +136,52 @@ def test_run_dir_project_is_portable_with_the_remote_and_dvc_exp_works(first_run
     show = json.loads(_cmd(run_dir, sys.executable, "-m", "dvc", "exp", "show", "--json"))
     text = json.dumps(show)
     assert "0.001" in text and "learning_rate" in text and "accuracy" in text
+
+
+def test_a_second_round_reuses_the_first_and_shows_its_lineage(first_run, tmp_path):
+    """`--set rounds=2` on a finished one-round run dir: round 1 is reused as it is (DVC reruns none of its
+    stages); round 2 samples with round 1's champion (downloaded from the registry by alias) on fresh questions,
+    trains on both rounds' data, and registers with its lineage (`lema registry history`)."""
+    from lema.jsonl import read_jsonl
+    from lema.records import Correction, SampledPath, SFTExample
+    from lema.stages.layout import Paths
+
+    run_dir = first_run["pristine"]
+    one_round = list(yaml.safe_load((run_dir / "dvc.yaml").read_text())["stages"])
+    proc = _lema_run(run_dir, "--set", "rounds=2")
+    out, err = proc.communicate(timeout=3600)
+    assert proc.returncode == 0, out[-4000:] + err[-4000:]
+    assert "round 2 of 2" in out
+    ran = set(re.findall(r"Running stage '([^'@]+)", out))
+    assert ran and not ran & set(one_round) and all(s.endswith("-r2") for s in ran), ran
+
+    one, two = Paths(run_dir, 1), Paths(run_dir, 2)
+    champ = json.loads((two.generator / "report.json").read_text())["details"]
+    reg1 = json.loads((one.register / "report.json").read_text())["details"]
+    assert champ["model_uri"].endswith("@champion") and champ["version"] == reg1["versions"][reg1["candidate"]]
+    assert champ["round"] == 2 and champ["champion_round"] == "1"
+    # round 2 sampled with that champion, on questions round 1 never saw
+    p1, p2 = read_jsonl(one.collect / "paths.jsonl", SampledPath), read_jsonl(two.collect / "paths.jsonl", SampledPath)
+    # the run dir's project is portable: the model is named relative to it
+    assert {str(run_dir / p.model) for p in p2} == {str(two.generator / "model")}
+    assert not {p.id for p in p1} & {p.id for p in p2}
+    # round 2 trains on every round's validated corrections
+    valid = read_jsonl(one.validate / "valid.jsonl", Correction) + read_jsonl(two.validate / "valid.jsonl", Correction)
+    assert read_jsonl(two.pool / "valid.jsonl", Correction) == valid
+    sft = read_jsonl(two.sft / "lema.jsonl", SFTExample)
+    assert sum(e.kind == "correction" for e in sft) == len(valid)
+
+    sets = ["--config", str(ROOT / "configs" / "tiny.yaml"), "--set", f"run_dir={run_dir}", *SMALL,
+            "--set", "rounds=2"]
+    rows = {r["version"]: r for r in json.loads(_cmd(tmp_path, sys.executable, "-m", "lema", "registry", "history",
+                                                     "--json", *sets))}
+    reg2 = json.loads((two.register / "report.json").read_text())["details"]
+    assert {int(v) for v in reg1["versions"].values()} | {int(v) for v in reg2["versions"].values()} == set(rows)
+    for v in reg1["versions"].values():
+        assert rows[int(v)]["round"] == "1" and rows[int(v)]["parent"] is None
+    for v in reg2["versions"].values():
+        assert rows[int(v)]["round"] == "2" and rows[int(v)]["parent"] == champ["version"]
+    table = subprocess.run([sys.executable, "-m", "lema", "registry", "history", *sets], cwd=tmp_path,
+                           env=lema_env(ROOT) | {"COLUMNS": "200"}, capture_output=True, text=True)
+    assert "round" in table.stdout and "parent" in table.stdout
+    assert (run_dir / "rounds" / "2" / "report").is_dir()

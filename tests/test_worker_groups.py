@@ -40,3 +40,18 @@ def test_under_xdist_the_scheduler_sees_the_groups(request):
         pytest.skip("not under pytest-xdist, or no grouped test selected (make test runs it with both)")
     lost = [i.nodeid for i in grouped if not i.nodeid.endswith("@" + _group(i))]
     assert not lost, f"{len(lost)} grouped tests without their group in the node id, e.g. {lost[0]}"
+
+
+def test_slow_work_comes_first_and_a_module_group_stays_in_one_block(request):
+    """The collection order xdist hands work out in: slow tests (and their groups) before the rest, container tests
+    last; and the tests of one module group stay adjacent, so that one process (`WORKERS=0`) still builds each
+    module fixture once."""
+    items = request.session.items
+    slow = {_group(i) or i.nodeid for i in items if i.get_closest_marker("slow")}
+    keys = [(bool(i.get_closest_marker("container")), (_group(i) or i.nodeid) not in slow) for i in items]
+    assert keys == sorted(keys)
+    where = defaultdict(list)
+    for n, item in enumerate(items):
+        if _group(item) and _group(item) != "e2e":
+            where[_group(item)].append(n)
+    assert all(ns == list(range(ns[0], ns[0] + len(ns))) for ns in where.values()), dict(where)
