@@ -42,10 +42,10 @@ def test_under_xdist_the_scheduler_sees_the_groups(request):
     assert not lost, f"{len(lost)} grouped tests without their group in the node id, e.g. {lost[0]}"
 
 
-def test_slow_work_comes_first_and_a_module_group_stays_in_one_block(request):
+def test_slow_work_comes_first_and_a_module_group_stays_in_its_module_block(request):
     """The collection order xdist hands work out in: slow tests (and their groups) before the rest, container tests
-    last; and the tests of one module group stay adjacent, so that one process (`WORKERS=0`) still builds each
-    module fixture once."""
+    last; and no other module's test falls between the tests of a module group, so that one process (`WORKERS=0`)
+    still builds each module fixture once (pytest tears a module fixture down when the next test is elsewhere)."""
     items = request.session.items
     slow = {_group(i) or i.nodeid for i in items if i.get_closest_marker("slow")}
     keys = [(bool(i.get_closest_marker("container")), (_group(i) or i.nodeid) not in slow) for i in items]
@@ -54,4 +54,6 @@ def test_slow_work_comes_first_and_a_module_group_stays_in_one_block(request):
     for n, item in enumerate(items):
         if _group(item) and _group(item) != "e2e":
             where[_group(item)].append(n)
-    assert all(ns == list(range(ns[0], ns[0] + len(ns))) for ns in where.values()), dict(where)
+    for group, ns in where.items():
+        between = {items[n].module.__name__ for n in range(ns[0], ns[-1] + 1)}
+        assert between == {items[ns[0]].module.__name__}, (group, between)
