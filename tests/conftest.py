@@ -181,16 +181,15 @@ def pytest_collection_modifyitems(config, items):
     Docker's workloads run once the other worker's tests are done rather than beside them.  Before them, slow
     work first: xdist hands out the groups largest first and then single tests in this order, so a slow test
     collected late (say in test_train.py) would otherwise start when the other worker is nearly done."""
-    slow_units = {xdist_group(i) or i.nodeid for i in items if i.get_closest_marker("slow")}
-    items.sort(key=lambda i: (i.get_closest_marker("container") is not None,
-                              (xdist_group(i) or i.nodeid) not in slow_units))
+    unit = {i.nodeid: xdist_group(i) or i.nodeid for i in items}  # what xdist hands out whole
+    slow_units = {unit[i.nodeid] for i in items if i.get_closest_marker("slow")}
+    items.sort(key=lambda i: (i.get_closest_marker("container") is not None, unit[i.nodeid] not in slow_units))
     unmarked = [i.nodeid for i in items if "cpu_image" in i.fixturenames and not i.get_closest_marker("container")]
     if unmarked:
         raise pytest.UsageError(f"uses a lema image but is not marked container: {', '.join(unmarked)}")
     for item in items:
-        group = xdist_group(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+        if unit[item.nodeid] != item.nodeid:
+            item.add_marker(pytest.mark.xdist_group(unit[item.nodeid]))
 
 
 def xdist_group(item) -> str | None:
