@@ -259,6 +259,24 @@ def test_configs_lab_yaml_is_the_default_and_bad_settings_name_the_file(tmp_path
         load_lab_config(bad)
 
 
+@pytest.mark.parametrize("lr", ["1e-3", "2e-3"])
+def test_spread_probes_are_the_default_but_for_the_learning_rate_and_two_arms(lr):
+    """docs/lab/README.md compares the probes with the default's seeds 1-8: they must share the base (the same
+    pretraining settings, so `base.pt` is reused) and differ only where the README says."""
+    from lema.lab.config import LabConfig, load_lab_config
+    from lema.lab.run import base_key
+
+    from .conftest import ROOT
+
+    probe, default = load_lab_config(ROOT / "configs" / f"lab-spread-lr{lr}.yaml"), LabConfig()
+    assert base_key(probe) == base_key(default)
+    assert probe.finetune.learning_rate == float(lr) != default.finetune.learning_rate
+    changed = {k for k, v in probe.model_dump().items() if v != default.model_dump()[k]}
+    assert changed == {"finetune", "arms", "wrong_step_rates", "rounds"}
+    assert probe.finetune.model_copy(update={"learning_rate": default.finetune.learning_rate}) == default.finetune
+    assert (probe.arms, probe.wrong_step_rates, probe.rounds) == (["cot", "lema"], [], 1)
+
+
 def test_a_base_with_the_same_pretraining_settings_is_reused_from_the_run_dir(tmp_path):
     from lema.lab.config import load_lab_config
     from lema.lab.run import load_or_pretrain_base
