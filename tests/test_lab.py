@@ -271,7 +271,8 @@ def test_spread_probes_are_the_default_but_for_the_learning_rate_and_two_arms(lr
     probe, default = load_lab_config(ROOT / "configs" / f"lab-spread-lr{lr}.yaml"), LabConfig()
     assert base_key(probe) == base_key(default)
     assert probe.finetune.learning_rate == float(lr) != default.finetune.learning_rate
-    changed = {k for k, v in probe.model_dump().items() if v != default.model_dump()[k]}
+    base = default.model_dump()
+    changed = {k for k, v in probe.model_dump().items() if v != base[k]}
     assert changed == {"finetune", "arms", "wrong_step_rates", "rounds"}
     assert probe.finetune.model_copy(update={"learning_rate": default.finetune.learning_rate}) == default.finetune
     assert (probe.arms, probe.wrong_step_rates, probe.rounds) == (["cot", "lema"], [], 1)
