@@ -270,12 +270,12 @@ def test_spread_probes_are_the_default_but_for_the_learning_rate_and_two_arms(lr
 
     probe, default = load_lab_config(ROOT / "configs" / f"lab-spread-lr{lr}.yaml"), LabConfig()
     assert base_key(probe) == base_key(default)
-    assert probe.finetune.learning_rate == float(lr) != default.finetune.learning_rate
+    assert probe.finetune.learning_rate == float(lr)
     base = default.model_dump()
     changed = {k for k, v in probe.model_dump().items() if v != base[k]}
-    assert changed == {"finetune", "arms", "wrong_step_rates", "rounds"}
+    assert changed <= {"finetune", "arms", "wrong_step_rates", "rounds", "n_test"}
     assert probe.finetune.model_copy(update={"learning_rate": default.finetune.learning_rate}) == default.finetune
-    assert (probe.arms, probe.wrong_step_rates, probe.rounds) == (["cot", "lema"], [], 1)
+    assert (probe.arms, probe.wrong_step_rates, probe.rounds, probe.n_test) == (["cot", "lema"], [], 1, 1000)
 
 
 def test_a_base_with_the_same_pretraining_settings_is_reused_from_the_run_dir(tmp_path):
@@ -288,7 +288,10 @@ def test_a_base_with_the_same_pretraining_settings_is_reused_from_the_run_dir(tm
     assert again["train"]["reused"] and not first["train"].get("reused")
     assert all((again["state"][k] == v).all() for k, v in first["state"].items())
     other = load_or_pretrain_base(cfg.model_copy(update={"n_pretrain": 21}), "cpu", tmp_path, log=lambda m: None)
-    assert not other["train"].get("reused") and other["key"]["n_pretrain"] == 21
+    assert not other["train"].get("reused") and other["key"]["data"] != first["key"]["data"]
+    # a pool size changes the base only through the data: pretraining never holds a multi-step question
+    bigger_test = load_or_pretrain_base(cfg.model_copy(update={"n_test": 9}), "cpu", tmp_path, log=lambda m: None)
+    assert bigger_test["key"] == first["key"]
 
 
 def test_a_stopped_parallel_run_reports_its_real_wall_time(tmp_path):

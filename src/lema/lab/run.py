@@ -115,15 +115,13 @@ def pretrain_base(cfg: LabConfig, device: str, log=print) -> dict:
     distribution from weights drawn with `data_seed`.  Returns its state and training summary."""
     import torch
 
-    from lema.lab.pretrain import pretrain_examples
     from lema.lab.tokenizer import build_tokenizer
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     tok = build_tokenizer()
     spec = ModelSpec(**cfg.model.model_dump())
-    task_questions = {p.question for pool in build_pools(cfg).values() for p in pool}
-    pre = pretrain_examples(cfg.data_seed + 1, cfg.n_pretrain, task_questions, **cfg.knobs())
+    pre = pretrain_data(cfg)
     log(f"base: pretraining on {len(pre)} related problems ({device})")
     t0, c0 = time.time(), time.process_time()
     base = new_model(spec, tok, cfg.data_seed)
@@ -134,13 +132,22 @@ def pretrain_base(cfg: LabConfig, device: str, log=print) -> dict:
     return {"state": {k: v.detach().cpu().clone() for k, v in base.state_dict().items()}, "train": rep}
 
 
-def base_key(cfg: LabConfig) -> dict:
-    """Everything the base's weights depend on: a base in the run dir with the same key is reused."""
-    from lema.lab import pretrain
+def pretrain_data(cfg: LabConfig) -> list[Example]:
+    """The base's training examples: the related distribution, none of the task pools' questions."""
+    from lema.lab.pretrain import pretrain_examples
 
-    return {"model": cfg.model.model_dump(), "pretrain": cfg.pretrain.model_dump(), "n_pretrain": cfg.n_pretrain,
-            "data_seed": cfg.data_seed, "knobs": cfg.knobs(), "mix": pretrain.MIX, "pad": pretrain.PAD,
-            "threads": cfg.threads}
+    task_questions = {p.question for pool in build_pools(cfg).values() for p in pool}
+    return pretrain_examples(cfg.data_seed + 1, cfg.n_pretrain, task_questions, **cfg.knobs())
+
+
+def base_key(cfg: LabConfig) -> dict:
+    """Everything the base's weights depend on: a base in the run dir with the same key is reused.  The data
+    enter by their hash, so pool sizes count exactly when they change what the base sees."""
+    import hashlib
+
+    data = hashlib.sha256(json.dumps([(e.prompt, e.completion) for e in pretrain_data(cfg)]).encode())
+    return {"model": cfg.model.model_dump(), "pretrain": cfg.pretrain.model_dump(), "data": data.hexdigest()[:16],
+            "data_seed": cfg.data_seed, "threads": cfg.threads}
 
 
 def load_or_pretrain_base(cfg: LabConfig, device: str, run_dir: Path, log=print) -> dict:
