@@ -45,7 +45,7 @@ class LabConfig(_Strict):
     n_train: int = 1000                # CoT questions every arm fine-tunes on; the generator samples on them
     n_collect: int = 300               # fresh questions per round from round 2 on
     n_extra: int = 3000                # CoT candidates for the matched extra-CoT arms
-    n_test: int = 3000                 # test questions: 3000 keep the question part of a seed's spread near 1 point
+    n_test: int = 1000                 # more shift the train pool (pools are drawn in order): see docs/lab/README.md
     min_steps: int = 2
     max_steps: int = 3
     max_number: int = 5
@@ -63,7 +63,8 @@ class LabConfig(_Strict):
     rounds: int = 2                    # LeMa in rounds (round 1 reuses the arms' data)
     bootstrap_iters: int = 2000
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    workers: int = 0                   # parallel seed processes; 0 = one per seed on cuda (max 8), 1 on cpu
+    workers: int = 0                   # parallel seed processes; 0 = one per seed on cuda (max 8), on a cpu
+                                       # one per `threads` cores (2 on a 2-core machine)
     threads: int = 1                   # torch CPU threads per process (0 = torch default; 2 threads on a loaded
                                        # 2-core machine burned about 4x the CPU time of 1 on these tiny matrices)
     experiment: str = "lema-lab"

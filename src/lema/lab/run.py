@@ -265,7 +265,8 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
     device = resolve_device(cfg.device)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    workers = min(len(cfg.seeds), cfg.workers or (8 if device == "cuda" else 1))
+    cpu_share = max(1, (os.cpu_count() or 1) // max(1, cfg.threads))  # a core per process at 1 thread
+    workers = min(len(cfg.seeds), cfg.workers or (8 if device == "cuda" else cpu_share))
     if workers > 1 and cfg.threads == 0:  # one share of the cores per process
         cfg = cfg.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // workers)})
     done = finished_seeds(cfg, device, run_dir)
@@ -382,7 +383,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seeds", type=int, default=None, help="run seeds 1..N")
     p.add_argument("--rounds", type=int, default=None, help="rounds of LeMa (>= 1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
-    p.add_argument("--workers", type=int, default=None, help="parallel seed processes (default: per seed on cuda)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="parallel seed processes (default: one per seed on cuda, one per core on a cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--out", default=None, help="where report.md, results.json and plots go")
     p.add_argument("--run-dir", dest="run_dir", default=None)
