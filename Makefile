@@ -37,7 +37,7 @@ $(TOOLS_STAMP): images/locks/tools.lock
 
 tools: $(TOOLS_STAMP)
 
-$(STAMP): requirements.lock pyproject.toml | $(TOOLS_STAMP)
+$(STAMP): requirements.lock pyproject.toml src/lema/orchestration/dvc_dry_run.py | $(TOOLS_STAMP)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (CPU torch 2.13.0 wheels are cp311)"; exit 1; }
 	$(UV) venv -q --allow-existing --seed --python $(PYTHON) $(VENV)
 	@# The lock is the whole closure (tests/test_infra.py proves it), so no resolution happens here.
@@ -46,6 +46,8 @@ $(STAMP): requirements.lock pyproject.toml | $(TOOLS_STAMP)
 	@# PyPI torchvision/torchaudio/torchcodec break `import vllm` next to the CPU torch wheel.
 	-$(UV) pip uninstall -q --python $(BIN)/python torchvision torchaudio torchcodec 2>/dev/null
 	$(UV) pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
+	@# `dvc repro --dry` on a fresh clone (treeverse/dvc#9818): src/lema/orchestration/dvc_dry_run.py says how.
+	$(BIN)/python -m lema.orchestration.dvc_dry_run
 	$(BIN)/python -c "import torch, vllm, trl, mlflow, kfp, great_expectations, boto3, lema; print('environment ok: torch', torch.__version__)"
 	touch $(STAMP)
 

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -211,17 +212,29 @@ def test_kustomize_overlays_build(overlay):
         assert not any(o["kind"] == "Secret" for o in objs), "production secrets must not live in git"
 
 
-def test_fresh_clone_dvc_status_and_dag(tmp_path):
-    """On a fresh clone DVC reads the generated project: `dvc status` names every stage, `dvc dag` draws them."""
+def test_fresh_clone_dvc_status_dag_and_dry_runs(tmp_path):
+    """On a fresh clone DVC reads the generated project: `dvc status` names every stage, `dvc dag` draws them,
+    and `dvc repro --dry` / `dvc exp run --dry` list every stage they would run (with the environment's
+    `lema.orchestration.dvc_dry_run` fix, which `make venv` installs) and make nothing."""
+    import sysconfig
+
+    from lema.orchestration.dvc_dry_run import PTH_LINE, PTH_NAME
+
     from .conftest import lema_env
 
+    pth = Path(sysconfig.get_paths()["purelib"]) / PTH_NAME
+    assert pth.is_file() and pth.read_text() == PTH_LINE, f"{pth}: run `make venv`"
     repo = tmp_path / "lema"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
-    for args in (["status"], ["dag"]):
+    stages = [st.name for st in STAGES if st.rounds != "later"]
+    for args in (["status"], ["dag"], ["repro", "--dry"], ["exp", "run", "--dry"]):
         out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=lema_env(repo), capture_output=True,
                              text=True)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert all(st.name in out.stdout for st in STAGES if st.rounds != "later"), args
+        assert out.returncode == 0, (args, out.stderr[-2000:])
+        assert all(name in out.stdout for name in stages), args
+        if "--dry" in args:
+            assert all(f"Running stage '{name}" in out.stdout for name in stages), args
+    assert not (repo / "runs").exists() and not (repo / "dvc.lock").exists()
 def _compiled(tmp_path, name="p.yaml", **kw):
     from lema.orchestration.kfp_cli import compile_pipeline
 
