@@ -150,7 +150,7 @@ def test_dvc_push_and_pull_round_trip_through_the_s3_remote(s3_stack, clone_run,
     shutil.rmtree(repo / ".dvc" / "cache")
     _dvc(repo, "pull")
     assert [str(f) for f in files if not f.is_file() or f.read_bytes() != before[f]] == []
-    # a clone plus `dvc pull` is where `dvc repro --dry` works (it needs upstream outputs, treeverse/dvc#9021)
+    # after `dvc pull` a dry run finds nothing to do
     assert "Running stage" not in _dvc(repo, "repro", "--dry")
 
 
