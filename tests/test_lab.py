@@ -336,3 +336,18 @@ def test_a_stopped_run_leaves_reused_seeds_out_of_its_time(tmp_path):
         (tmp_path / "started.json").write_text(json.dumps({**started, **record}))
         meta = interrupted_meta(LabConfig(seeds=[1, 2, 3, 4]), tmp_path, [1, 2, 3], "lema lab --report-only")
         assert meta["reused_seeds"] == [1] and meta["minutes"] == 25.0 and meta["cpu_minutes"] == 5.0
+
+
+@pytest.mark.parametrize("name, changed", [("lab-lr3e-3", {"finetune"}), ("lab-probe-test3000", {"n_test"})])
+def test_kept_lab_configs_differ_from_the_default_where_their_reports_say(name, changed):
+    """docs/lab/lr3e-3 (the former default) and docs/lab/probe-test3000 are the default but for one setting,
+    on the same base (pretraining never holds a task question, so the pools' sizes leave it alone)."""
+    from lema.lab.config import LabConfig, load_lab_config
+    from lema.lab.run import base_key
+
+    from .conftest import ROOT
+
+    cfg, default = load_lab_config(ROOT / "configs" / f"{name}.yaml"), LabConfig()
+    base = default.model_dump()
+    assert {k for k, v in cfg.model_dump().items() if v != base[k]} == changed
+    assert base_key(cfg) == base_key(default)
