@@ -373,7 +373,19 @@ def machine(device: str) -> str:
         import torch
 
         return f"{torch.cuda.get_device_name(0)} (cuda), {os.cpu_count()} CPU cores"
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+    import torch
+
+    # The kernels torch picks (AVX2, AVX512) change float sums, and the lab's training is sensitive to them.
+    return (f"{cpu_model() or platform.processor() or platform.machine()} CPU ({torch.backends.cpu.get_cpu_capability()}"
+            f" kernels), {os.cpu_count()} cores, torch {torch.__version__}, Python {sys.version.split()[0]}")
+
+
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
 def add_arguments(p) -> None:
