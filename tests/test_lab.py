@@ -338,9 +338,9 @@ def test_a_stopped_run_leaves_reused_seeds_out_of_its_time(tmp_path):
         assert meta["reused_seeds"] == [1] and meta["minutes"] == 25.0 and meta["cpu_minutes"] == 5.0
 
 
-@pytest.mark.parametrize("name, changed", [("lab-lr3e-3", {"finetune"}), ("lab-probe-test3000", {"n_test"})])
+@pytest.mark.parametrize("name, changed", [("lab-lr2e-3", {"finetune"}), ("lab-probe-test3000", {"finetune", "n_test"})])
 def test_kept_lab_configs_differ_from_the_default_where_their_reports_say(name, changed):
-    """docs/lab/lr3e-3 (the former default) and docs/lab/probe-test3000 are the default but for one setting,
+    """docs/lab/lr2e-3 and docs/lab/probe-test3000 are the default but for the learning rate (and the test size),
     on the same base (pretraining never holds a task question, so the pools' sizes leave it alone)."""
     from lema.lab.config import LabConfig, load_lab_config
     from lema.lab.run import base_key
@@ -350,4 +350,4 @@ def test_kept_lab_configs_differ_from_the_default_where_their_reports_say(name, 
     cfg, default = load_lab_config(ROOT / "configs" / f"{name}.yaml"), LabConfig()
     base = default.model_dump()
     assert {k for k, v in cfg.model_dump().items() if v != base[k]} == changed
-    assert base_key(cfg) == base_key(default)
+    assert base_key(cfg) == base_key(default) and cfg.finetune.learning_rate == 0.002

@@ -45,7 +45,7 @@ class LabConfig(_Strict):
     n_train: int = 1000                # CoT questions every arm fine-tunes on; the generator samples on them
     n_collect: int = 300               # fresh questions per round from round 2 on
     n_extra: int = 3000                # CoT candidates for the matched extra-CoT arms
-    n_test: int = 1000                 # more shift the train pool (pools are drawn in order): see docs/lab/README.md
+    n_test: int = 1000                 # pools are drawn in order: more test questions, other training ones
     min_steps: int = 2
     max_steps: int = 3
     max_number: int = 5
@@ -53,7 +53,7 @@ class LabConfig(_Strict):
     distractors: float = 0.3
     model: LabModel = LabModel()
     pretrain: LabTrain = LabTrain()
-    finetune: LabTrain = LabTrain(epochs=7.0, learning_rate=2e-3)   # 2e-3: a third of 3e-3's seed spread
+    finetune: LabTrain = LabTrain(epochs=7.0, learning_rate=3e-3)
     temperature: float = 1.0           # sampling the generator's own paths
     samples: int = 2                   # paths per fresh question: <= 1 wrong one corrected, distinct right ones kept
     max_new_tokens: int = 60
