@@ -270,10 +270,10 @@ def test_spread_probes_are_the_default_but_for_the_learning_rate_and_two_arms(lr
 
     probe, default = load_lab_config(ROOT / "configs" / f"lab-spread-lr{lr}.yaml"), LabConfig()
     assert base_key(probe) == base_key(default)
-    assert probe.finetune.learning_rate == float(lr)
+    assert probe.finetune.learning_rate == float(lr) != default.finetune.learning_rate
     base = default.model_dump()
     changed = {k for k, v in probe.model_dump().items() if v != base[k]}
-    assert changed <= {"finetune", "arms", "wrong_step_rates", "rounds", "n_test"}
+    assert changed == {"finetune", "arms", "wrong_step_rates", "rounds"}
     assert probe.finetune.model_copy(update={"learning_rate": default.finetune.learning_rate}) == default.finetune
     assert (probe.arms, probe.wrong_step_rates, probe.rounds, probe.n_test) == (["cot", "lema"], [], 1, 1000)
 
@@ -338,7 +338,8 @@ def test_a_stopped_run_leaves_reused_seeds_out_of_its_time(tmp_path):
         assert meta["reused_seeds"] == [1] and meta["minutes"] == 25.0 and meta["cpu_minutes"] == 5.0
 
 
-@pytest.mark.parametrize("name, changed", [("lab-lr2e-3", {"finetune"}), ("lab-probe-test3000", {"finetune", "n_test"})])
+@pytest.mark.parametrize("name, changed", [("lab-lr2e-3", {"finetune"}),
+                                           ("lab-probe-test3000", {"finetune", "n_test"})])
 def test_kept_lab_configs_differ_from_the_default_where_their_reports_say(name, changed):
     """docs/lab/lr2e-3 and docs/lab/probe-test3000 are the default but for the learning rate (and the test size),
     on the same base (pretraining never holds a task question, so the pools' sizes leave it alone)."""
