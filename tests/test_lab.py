@@ -259,23 +259,32 @@ def test_configs_lab_yaml_is_the_default_and_bad_settings_name_the_file(tmp_path
         load_lab_config(bad)
 
 
-@pytest.mark.parametrize("lr", ["1e-3", "2e-3"])
-def test_spread_probes_are_the_default_but_for_the_learning_rate_and_two_arms(lr):
-    """docs/lab/README.md compares the probes with the default's seeds 1-8: they must share the base (the same
-    pretraining settings, so `base.pt` is reused) and differ only where the README says."""
+PROBE = {"finetune", "arms", "wrong_step_rates", "rounds"}
+
+
+@pytest.mark.parametrize("name, lr, changed, shape", [
+    ("lab-spread-lr1e-3", 0.001, PROBE, (["cot", "lema"], [], 1, 1000)),
+    ("lab-spread-lr2e-3", 0.002, PROBE, (["cot", "lema"], [], 1, 1000)),
+    ("lab-lr2e-3", 0.002, {"finetune"}, None),
+    ("lab-probe-test3000", 0.002, {"finetune", "n_test"}, None),
+])
+def test_kept_lab_configs_are_the_default_but_where_their_reports_say(name, lr, changed, shape):
+    """docs/lab/README.md compares the probes and kept reports with the default: they must share the base (the
+    same pretraining data, so `base.pt` is reused; pool sizes leave it alone, as pretraining never holds a task
+    question) and differ only in the learning rate, and where the README says (arms, rounds, test size)."""
     from lema.lab.config import LabConfig, load_lab_config
     from lema.lab.run import base_key
 
     from .conftest import ROOT
 
-    probe, default = load_lab_config(ROOT / "configs" / f"lab-spread-lr{lr}.yaml"), LabConfig()
-    assert base_key(probe) == base_key(default)
-    assert probe.finetune.learning_rate == float(lr) != default.finetune.learning_rate
+    cfg, default = load_lab_config(ROOT / "configs" / f"{name}.yaml"), LabConfig()
+    assert base_key(cfg) == base_key(default)
+    assert cfg.finetune.learning_rate == lr != default.finetune.learning_rate
     base = default.model_dump()
-    changed = {k for k, v in probe.model_dump().items() if v != base[k]}
-    assert changed == {"finetune", "arms", "wrong_step_rates", "rounds"}
-    assert probe.finetune.model_copy(update={"learning_rate": default.finetune.learning_rate}) == default.finetune
-    assert (probe.arms, probe.wrong_step_rates, probe.rounds, probe.n_test) == (["cot", "lema"], [], 1, 1000)
+    assert {k for k, v in cfg.model_dump().items() if v != base[k]} == changed
+    assert cfg.finetune.model_copy(update={"learning_rate": default.finetune.learning_rate}) == default.finetune
+    if shape:
+        assert (cfg.arms, cfg.wrong_step_rates, cfg.rounds, cfg.n_test) == shape
 
 
 def test_a_base_with_the_same_pretraining_settings_is_reused_from_the_run_dir(tmp_path):
@@ -336,19 +345,3 @@ def test_a_stopped_run_leaves_reused_seeds_out_of_its_time(tmp_path):
         (tmp_path / "started.json").write_text(json.dumps({**started, **record}))
         meta = interrupted_meta(LabConfig(seeds=[1, 2, 3, 4]), tmp_path, [1, 2, 3], "lema lab --report-only")
         assert meta["reused_seeds"] == [1] and meta["minutes"] == 25.0 and meta["cpu_minutes"] == 5.0
-
-
-@pytest.mark.parametrize("name, changed", [("lab-lr2e-3", {"finetune"}),
-                                           ("lab-probe-test3000", {"finetune", "n_test"})])
-def test_kept_lab_configs_differ_from_the_default_where_their_reports_say(name, changed):
-    """docs/lab/lr2e-3 and docs/lab/probe-test3000 are the default but for the learning rate (and the test size),
-    on the same base (pretraining never holds a task question, so the pools' sizes leave it alone)."""
-    from lema.lab.config import LabConfig, load_lab_config
-    from lema.lab.run import base_key
-
-    from .conftest import ROOT
-
-    cfg, default = load_lab_config(ROOT / "configs" / f"{name}.yaml"), LabConfig()
-    base = default.model_dump()
-    assert {k for k, v in cfg.model_dump().items() if v != base[k]} == changed
-    assert base_key(cfg) == base_key(default) and cfg.finetune.learning_rate == 0.002

@@ -235,6 +235,8 @@ def test_fresh_clone_dvc_status_dag_and_dry_runs(tmp_path):
         if "--dry" in args:
             assert all(f"Running stage '{name}" in out.stdout for name in stages), args
     assert not (repo / "runs").exists() and not (repo / "dvc.lock").exists()
+
+
 def _compiled(tmp_path, name="p.yaml", **kw):
     from lema.orchestration.kfp_cli import compile_pipeline
 

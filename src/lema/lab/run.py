@@ -110,7 +110,7 @@ class SeedContext:
         return res, state
 
 
-def pretrain_base(cfg: LabConfig, device: str, log=print) -> dict:
+def pretrain_base(cfg: LabConfig, device: str, log=print, data: list[Example] | None = None) -> dict:
     """The base model, once per run (as the paper has one base model): pretrained on the related
     distribution from weights drawn with `data_seed`.  Returns its state and training summary."""
     import torch
@@ -121,7 +121,7 @@ def pretrain_base(cfg: LabConfig, device: str, log=print) -> dict:
         torch.set_num_threads(cfg.threads)
     tok = build_tokenizer()
     spec = ModelSpec(**cfg.model.model_dump())
-    pre = pretrain_data(cfg)
+    pre = data if data is not None else pretrain_data(cfg)
     log(f"base: pretraining on {len(pre)} related problems ({device})")
     t0, c0 = time.time(), time.process_time()
     base = new_model(spec, tok, cfg.data_seed)
@@ -140,13 +140,14 @@ def pretrain_data(cfg: LabConfig) -> list[Example]:
     return pretrain_examples(cfg.data_seed + 1, cfg.n_pretrain, task_questions, **cfg.knobs())
 
 
-def base_key(cfg: LabConfig) -> dict:
+def base_key(cfg: LabConfig, data: list[Example] | None = None) -> dict:
     """Everything the base's weights depend on: a base in the run dir with the same key is reused.  The data
     enter by their hash, so pool sizes count exactly when they change what the base sees."""
     import hashlib
 
-    data = hashlib.sha256(json.dumps([(e.prompt, e.completion) for e in pretrain_data(cfg)]).encode())
-    return {"model": cfg.model.model_dump(), "pretrain": cfg.pretrain.model_dump(), "data": data.hexdigest()[:16],
+    data = pretrain_data(cfg) if data is None else data
+    digest = hashlib.sha256(json.dumps([(e.prompt, e.completion) for e in data]).encode())
+    return {"model": cfg.model.model_dump(), "pretrain": cfg.pretrain.model_dump(), "data": digest.hexdigest()[:16],
             "data_seed": cfg.data_seed, "threads": cfg.threads}
 
 
@@ -155,7 +156,8 @@ def load_or_pretrain_base(cfg: LabConfig, device: str, run_dir: Path, log=print)
     stays with it), else a freshly pretrained base, saved there for the next run and for seed workers."""
     import torch
 
-    path, key = run_dir / "base.pt", base_key(cfg)
+    data = pretrain_data(cfg)  # once: the key hashes it and pretraining uses it
+    path, key = run_dir / "base.pt", base_key(cfg, data)
     if path.exists():
         saved = torch.load(path)
         if saved.get("key") == key:
@@ -163,7 +165,7 @@ def load_or_pretrain_base(cfg: LabConfig, device: str, run_dir: Path, log=print)
             saved["train"]["reused"] = True
             return saved
         log(f"base: {path} was pretrained with other settings; pretraining again")
-    base = pretrain_base(cfg, device, log)
+    base = pretrain_base(cfg, device, log, data)
     base["key"] = key
     torch.save(base, path)
     return base

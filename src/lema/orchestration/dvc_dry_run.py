@@ -4,8 +4,9 @@ earlier stage makes ("No such file or directory", treeverse/dvc#9818).  The fix 
 (treeverse/dvc#11100) skips run-cache hashing when a dependency is missing; this module does the same, and only
 that: a stage with a missing local dependency is "not in the run cache", which is what a real run concludes too.
 
-`make venv` writes a one-line `.pth` file (`PTH_LINE`) into the environment, so every `dvc` process there loads
-`install()`; it patches `dvc.stage.cache` when DVC imports it, never before (no import cost elsewhere)."""
+`make venv` writes a one-line `.pth` file (`PTH_LINE`) into the environment, so every Python process there (`dvc`
+included) runs `install()`: an import hook that patches `dvc.stage.cache` when DVC imports it, never before (a
+process that does not use DVC pays for importing this module only)."""
 
 from __future__ import annotations
 
