@@ -32,6 +32,7 @@ class LabTrain(_Strict):
     learning_rate: float = 3e-3
     batch_size: int = 32
     warmup_ratio: float = 0.05
+    weight_decay: float = 0.0          # AdamW's decoupled weight decay (none by default)
 
 
 class LabConfig(_Strict):
