@@ -260,29 +260,37 @@ def test_configs_lab_yaml_is_the_default_and_bad_settings_name_the_file(tmp_path
 
 
 PROBE = {"finetune", "arms", "wrong_step_rates", "rounds"}
+THREE = (["cot", "lema", "cot_extra_tokens"], [], 1, 1000)
 
 
-@pytest.mark.parametrize("name, lr, changed, shape", [
-    ("lab-spread-lr1e-3", 0.001, PROBE, (["cot", "lema"], [], 1, 1000)),
-    ("lab-spread-lr2e-3", 0.002, PROBE, (["cot", "lema"], [], 1, 1000)),
-    ("lab-lr2e-3", 0.002, {"finetune"}, None),
-    ("lab-probe-test3000", 0.002, {"finetune", "n_test"}, None),
+@pytest.mark.parametrize("name, ft, changed, shape", [
+    ("lab-spread-lr1e-3", {"learning_rate": 0.001}, PROBE, (["cot", "lema"], [], 1, 1000)),
+    ("lab-spread-lr2e-3", {"learning_rate": 0.002}, PROBE, (["cot", "lema"], [], 1, 1000)),
+    ("lab-lr2e-3", {"learning_rate": 0.002}, {"finetune"}, None),
+    ("lab-probe-test3000", {"learning_rate": 0.002}, {"finetune", "n_test"}, None),
+    ("lab-probe-ep14", {"epochs": 14.0}, PROBE, THREE),
+    ("lab-probe-train2000", {}, PROBE - {"finetune"} | {"n_train", "n_extra"}, THREE),
+    ("lab-probe-wd1", {"weight_decay": 1.0}, PROBE, (["cot", "lema"], [], 1, 1000)),
+    ("lab-probe-lr1e-3-ep14", {"learning_rate": 0.001, "epochs": 14.0}, PROBE, (["cot", "lema"], [], 1, 1000)),
+    ("lab-probe-pretrain6", {}, PROBE - {"finetune"} | {"pretrain"}, (["cot", "lema"], [], 1, 1000)),
+    ("lab-probe-data-seed1", {}, PROBE - {"finetune"} | {"data_seed"}, (["cot", "lema"], [], 1, 1000)),
+    ("lab-data-seed1", {}, {"data_seed"}, None),
 ])
-def test_kept_lab_configs_are_the_default_but_where_their_reports_say(name, lr, changed, shape):
+def test_kept_lab_configs_are_the_default_but_where_their_reports_say(name, ft, changed, shape):
     """docs/lab/README.md compares the probes and kept reports with the default: they must share the base (the
     same pretraining data, so `base.pt` is reused; pool sizes leave it alone, as pretraining never holds a task
-    question) and differ only in the learning rate, and where the README says (arms, rounds, test size)."""
+    question) unless they probe the base itself, and differ only where the README says."""
     from lema.lab.config import LabConfig, load_lab_config
     from lema.lab.run import base_key
 
     from .conftest import ROOT
 
     cfg, default = load_lab_config(ROOT / "configs" / f"{name}.yaml"), LabConfig()
-    assert base_key(cfg) == base_key(default)
-    assert cfg.finetune.learning_rate == lr != default.finetune.learning_rate
+    assert (base_key(cfg) == base_key(default)) == (not changed & {"pretrain", "data_seed"})
+    assert all(getattr(cfg.finetune, k) == v != getattr(default.finetune, k) for k, v in ft.items())
     base = default.model_dump()
     assert {k for k, v in cfg.model_dump().items() if v != base[k]} == changed
-    assert cfg.finetune.model_copy(update={"learning_rate": default.finetune.learning_rate}) == default.finetune
+    assert cfg.finetune.model_copy(update={k: getattr(default.finetune, k) for k in ft}) == default.finetune
     if shape:
         assert (cfg.arms, cfg.wrong_step_rates, cfg.rounds, cfg.n_test) == shape
 
@@ -345,3 +353,34 @@ def test_a_stopped_run_leaves_reused_seeds_out_of_its_time(tmp_path):
         (tmp_path / "started.json").write_text(json.dumps({**started, **record}))
         meta = interrupted_meta(LabConfig(seeds=[1, 2, 3, 4]), tmp_path, [1, 2, 3], "lema lab --report-only")
         assert meta["reused_seeds"] == [1] and meta["minutes"] == 25.0 and meta["cpu_minutes"] == 5.0
+
+
+def test_spread_splits_a_comparison_into_test_questions_and_seed(tmp_path, capsys):
+    """`python -m lema.lab.spread` recovers the question part that `lema.stats.compare` measured, and the seed's
+    part is the rest of the per-seed SD."""
+    import json
+
+    import numpy as np
+
+    from lema import stats
+    from lema.lab import spread
+
+    rng = np.random.default_rng(0)
+    a = rng.random((5, 400)) < 0.4
+    b = np.where(rng.random((5, 400)) < 0.2, ~a, a)
+    acc_a, acc_b = a.mean(axis=1).tolist(), b.mean(axis=1).tolist()
+    c = stats.compare(acc_a, acc_b, a, b, iters=50)
+    sd, question, seed = spread.spread_parts(c)
+    assert question == pytest.approx(100 * stats.question_noise_sd(a, b))
+    assert sd == pytest.approx(100 * c["sd_seeds"]) and seed ** 2 == pytest.approx(max(sd ** 2 - question ** 2, 0))
+    run = tmp_path / "probe"
+    run.mkdir()
+    arms = {"cot": {"per_seed": acc_a, "mean": float(np.mean(acc_a))},
+            "lema": {"per_seed": acc_b, "mean": float(np.mean(acc_b))}}
+    (run / "results.json").write_text(json.dumps({"arms": arms, "base_accuracy": [0.08] * 5,
+                                                  "comparisons": {"lema - cot": c}}))
+    assert spread.main([str(run)]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("| `probe/` | 5 | 8.0 |") and f"({question:.2f} / {seed:.2f})" in line
+    with pytest.raises(SystemExit, match="nothing/results.json"):
+        spread.main([str(tmp_path / "nothing")])
