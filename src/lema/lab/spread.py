@@ -27,8 +27,8 @@ def spread_parts(comparison: dict) -> tuple[float, float, float]:
 def _arm(results: dict, arm: str) -> str:
     if arm not in results["arms"]:
         return "-"
-    a = 100 * (min(results["arms"][arm]["per_seed"])), 100 * max(results["arms"][arm]["per_seed"])
-    return f"{100 * results['arms'][arm]['mean']:.1f} ({a[0]:.1f}-{a[1]:.1f})"
+    per_seed, mean = results["arms"][arm]["per_seed"], results["arms"][arm]["mean"]
+    return f"{100 * mean:.1f} ({100 * min(per_seed):.1f}-{100 * max(per_seed):.1f})"
 
 
 def row(name: str, results: dict) -> str:
