@@ -11,16 +11,15 @@ import math
 import sys
 from pathlib import Path
 
-from scipy import stats
+from lema.stats import mde
 
 
 def spread_parts(comparison: dict) -> tuple[float, float, float]:
     """(SD of the per-seed differences, its test-question part, the seed's own part), in points.  The question
-    part is the SD behind `mde_question_noise_only` (the same t-quantiles as `lema.stats.mde`); the seed's part
-    is what is left: sqrt(sd^2 - question^2)."""
-    n, sd = comparison["seeds"], comparison["sd_seeds"]
-    k = stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)
-    question = comparison["mde_question_noise_only"] * math.sqrt(n) / k
+    part is the SD behind `mde_question_noise_only` (`lema.stats.mde` is linear in the SD); the seed's part is
+    what is left: sqrt(sd^2 - question^2)."""
+    sd = comparison["sd_seeds"]
+    question = comparison["mde_question_noise_only"] / mde(1.0, comparison["seeds"])
     return 100 * sd, 100 * question, 100 * math.sqrt(max(sd * sd - question * question, 0.0))
 
 
