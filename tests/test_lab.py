@@ -384,3 +384,6 @@ def test_spread_splits_a_comparison_into_test_questions_and_seed(tmp_path, capsy
     assert line.startswith("| `probe/` | 5 | 8.0 |") and f"({question:.2f} / {seed:.2f})" in line
     with pytest.raises(SystemExit, match="nothing/results.json"):
         spread.main([str(tmp_path / "nothing")])
+    (run / "results.json").write_text(json.dumps({"arms": arms, "base_accuracy": [0.08] * 5, "comparisons": {}}))
+    with pytest.raises(SystemExit, match="probe/results.json: no field 'lema - cot'"):
+        spread.main([str(run)])

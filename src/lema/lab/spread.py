@@ -58,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         path = d / "results.json"
         if not path.is_file():
             raise SystemExit(f"{path}: no results.json (a lab report's --out folder holds one)")
-        lines.append(row(f"`{d.name}/`", json.loads(path.read_text())))
+        try:
+            lines.append(row(f"`{d.name}/`", json.loads(path.read_text())))
+        except KeyError as e:
+            raise SystemExit(f"{path}: no field {e} (written by an older lab, or not a lab report)") from None
     print("\n".join(lines))
     return 0
 
