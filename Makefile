@@ -59,7 +59,7 @@ run: $(STAMP)
 # Two pytest-xdist workers (tests/conftest.py groups the tests that share a tiny run, a module fixture or Docker);
 # WORKERS=0 runs in one process.
 WORKERS ?= 2
-PYTEST := LEMA_TOOLS_VENV=$(abspath $(TOOLS)) LEMA_UV_INDEX_ARGS="$(UV_INDEX_ARGS)" $(BIN)/python -m pytest -q -rs \
+PYTEST := LEMA_TOOLS_VENV=$(abspath $(TOOLS)) LEMA_UV_INDEX_ARGS="$(UV_INDEX_ARGS)" $(BIN)/python -m pytest -q -rfEs \
 	--durations=25 -n $(WORKERS) $(if $(filter-out 0,$(WORKERS)),--dist loadgroup)
 
 # MARKERS= (empty) runs every test in one session (CI: the shared tiny run is made once).
