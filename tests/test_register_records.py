@@ -30,6 +30,8 @@ def test_first_registration_has_no_statistics_second_has_real_ones(tmp_path, tin
     from mlflow import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # a new experiment's artifacts go beside the SQLite store, not to ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     kw = dict(uri=uri, experiment="records", model_name="records-model", primary_metric="gsm8k/test", params={},
               run_artifacts=[], stage_metrics={})
@@ -60,6 +62,9 @@ def test_first_registration_has_no_statistics_second_has_real_ones(tmp_path, tin
     assert float(v2.tags["promotion.p_value"]) == float(f"{mcnemar_exact(30, 0):.6g}")
     assert v2.tags["promotion.mdd"] == "0.1200" and v2.tags["promotion.summary"] == line
     assert line in _report(tmp_path, second, "b")
+    assert not any((tmp_path / "cwd").iterdir())
+    assert client.get_experiment_by_name("records").artifact_location == (tmp_path / "mlartifacts").as_uri()
+    assert any((tmp_path / "mlartifacts").rglob("MLmodel"))
 
 
 def test_registry_calls_download_through_the_server_unless_the_caller_chose(tmp_path, monkeypatch):

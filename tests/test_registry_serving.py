@@ -60,7 +60,7 @@ def registered(tmp_path_factory, tiny_model):
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     cands = candidates(cfg)
     cwd = os.getcwd()
-    os.chdir(p.root)  # as the stage runs: the store's artifacts (./mlruns) land in the run dir
+    os.chdir(p.root)  # as the stage runs (the store's artifacts: mlartifacts/ beside its mlflow.db)
     try:
         report = register_models(cands, uri=uri, experiment="serving", model_name=MODEL, primary_metric="gsm8k/test",
                                  params=cfg.model_dump(mode="json", by_alias=True), run_artifacts=[],

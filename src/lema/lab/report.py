@@ -133,10 +133,13 @@ def track(cfg, summaries: list[dict], agg: dict, log) -> None:
         log("lab: mlflow not installed; tracking skipped (results.json has everything)")
         return
     import mlflow
-    from lema.registry.store import using_tracking_uri  # restores the caller's URI and environment afterwards
+
+    # restores the caller's URI and environment afterwards; a new experiment's artifacts beside a SQLite store
+    from lema.registry.store import create_experiment_beside_store, using_tracking_uri
 
     uri = cfg.tracking_uri or f"sqlite:///{Path(cfg.run_dir).resolve() / 'mlflow.db'}"
     with using_tracking_uri(uri):
+        create_experiment_beside_store(uri, cfg.experiment)
         mlflow.set_experiment(cfg.experiment)
         for s in summaries:
             for arm, r in [("base", s["base"])] + list(s["arms"].items()):

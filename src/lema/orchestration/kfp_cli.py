@@ -63,6 +63,7 @@ def run_local(config_path: str | Path | None, pipeline_root: str | Path, num_sha
 
     from lema.orchestration import containers
     from lema.orchestration.kfp import CPU_IMAGE, build_pipeline
+    from lema.registry.store import create_experiment_beside_store
 
     cfg = load(config_path, overrides, containers.IMAGE_DATA_DIR if runner == "docker" else data_dir)
     root = Path(pipeline_root).resolve()
@@ -72,7 +73,7 @@ def run_local(config_path: str | Path | None, pipeline_root: str | Path, num_sha
     if had is None:
         # a registry that outlives the tasks, so the report can log to the registered run
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
-        _experiment_under(root / "mlartifacts", cfg.register_.experiment)
+        create_experiment_beside_store(os.environ["MLFLOW_TRACKING_URI"], cfg.register_.experiment)
     try:
         if runner == "docker":
             containers.require_image(CPU_IMAGE)
@@ -84,17 +85,6 @@ def run_local(config_path: str | Path | None, pipeline_root: str | Path, num_sha
     finally:
         if had is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
-
-
-def _experiment_under(artifacts: Path, name: str) -> None:
-    """Create the MLflow experiment with its artifact location under `artifacts` (a new experiment in a
-    SQLite store otherwise stores artifacts in ./mlruns of whatever directory the task runs in)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
-    if client.get_experiment_by_name(name) is None:
-        artifacts.mkdir(parents=True, exist_ok=True)
-        client.create_experiment(name, artifact_location=artifacts.as_uri())
 
 
 def submit(host: str, config_path: str | Path | None, overrides: dict[str, Any] | None = None,

@@ -70,6 +70,17 @@ def tracking_uri(configured: str | None, run_dir: str | Path) -> str:
     return f"sqlite:///{Path(run_dir).resolve() / 'mlflow.db'}"
 
 
+def create_experiment_beside_store(uri: str, name: str) -> None:
+    """Create experiment `name` if missing; in a SQLite store its artifacts go to `mlartifacts/` beside the
+    database (MLflow's default there is ./mlruns of whatever directory the caller happens to run in)."""
+    from mlflow import MlflowClient
+
+    if uri.startswith("sqlite:///") and MlflowClient(uri).get_experiment_by_name(name) is None:
+        artifacts = Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        MlflowClient(uri).create_experiment(name, artifact_location=artifacts.as_uri())
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Dotted params for MLflow; anything that looks like a secret is dropped, never logged."""
     out: dict[str, Any] = {}
@@ -190,6 +201,7 @@ def _register(candidates, *, uri, experiment, model_name, primary_metric, params
     import mlflow
     from mlflow import MlflowClient
 
+    create_experiment_beside_store(uri, experiment)
     mlflow.set_experiment(experiment)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     tags = dict(tags or {})
