@@ -355,6 +355,27 @@ def test_a_stopped_run_leaves_reused_seeds_out_of_its_time(tmp_path):
         assert meta["reused_seeds"] == [1] and meta["minutes"] == 25.0 and meta["cpu_minutes"] == 5.0
 
 
+def test_a_new_run_in_a_finished_run_dir_is_reported_as_itself_when_stopped(tmp_path, monkeypatch):
+    """More seeds in a finished run's dir: once the new run starts, the old meta.json is gone, so --report-only
+    after a stop reports the new run's finished seeds (and its command), not the earlier run."""
+    import json
+
+    from lema.lab import run as lab_run
+    from lema.lab.config import load_lab_config
+
+    (tmp_path / "meta.json").write_text(json.dumps({"command": "lema lab --seeds 1", "seeds": [1]}))
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lab_run, "load_or_pretrain_base", stopped)
+    cfg = load_lab_config(quick=True, seeds=[1, 2], run_dir=str(tmp_path), device="cpu", workers=1)
+    with pytest.raises(KeyboardInterrupt):
+        lab_run.run_lab(cfg, "lema lab --seeds 2", log=lambda m: None)
+    assert not (tmp_path / "meta.json").exists()
+    assert json.loads((tmp_path / "started.json").read_text())["command"] == "lema lab --seeds 2"
+
+
 def test_spread_splits_a_comparison_into_test_questions_and_seed(tmp_path, capsys):
     """`python -m lema.lab.spread` recovers the question part that `lema.stats.compare` measured, and the seed's
     part is the rest of the per-seed SD."""

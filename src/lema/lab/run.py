@@ -278,7 +278,9 @@ def run_lab(cfg: LabConfig, command: str, log=print) -> Path:
     if done:
         log(f"lab: seeds {sorted(done)} already in {run_dir} with the same settings: reused, not rerun")
     log(f"lab: seeds {todo} on {device}, {workers} process(es); load average {load0[0]:.1f}")
-    # What a stopped run's report needs to say how it ran (meta.json is written only at the end).
+    # What a stopped run's report needs to say how it ran (meta.json is written only at the end; an earlier
+    # finished run's meta.json would make --report-only report that run, not this one's seeds).
+    (run_dir / "meta.json").unlink(missing_ok=True)
     (run_dir / "started.json").write_text(json.dumps({"command": command, "time": t0, "workers": workers,
                                                       "load": load0[0], "reused_seeds": sorted(done)}),
                                           encoding="utf-8")
