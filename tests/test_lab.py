@@ -182,6 +182,18 @@ def test_seed_statistics_agree_with_scipy():
         stats.paired_seeds([0.1], [0.1, 0.2])
 
 
+def test_report_says_how_many_seeds_and_cpu_hours_the_2_point_check_still_needs():
+    from lema.lab.report import seeds_to_go
+
+    comps = {"a - b": {"seeds_for_mde_2pt": 12}, "c - d": {"seeds_for_mde_2pt": 45}, "e - f": {}}
+    cpu = {1: {"total": 900.0}, 2: {"total": 960.0}}  # 15.5 CPU-minutes per seed
+    line = seeds_to_go(comps, 20, cpu)
+    assert "asks for 45 seeds" in line and "15.5 CPU-minutes per seed" in line and "25 missing seeds" in line
+    assert "about 6.5 CPU-hours" in line and "`--seeds 45`" in line  # 25 * 930 s
+    assert seeds_to_go(comps, 45, cpu) == ""  # met: nothing to add
+    assert "CPU-hours" not in seeds_to_go(comps, 20, {})  # no timing on record: seeds only
+
+
 @pytest.mark.slow
 def test_quick_lab_protocol_end_to_end(tmp_path):
     """Seconds-scale run of the whole protocol: generator = the CoT-fine-tuned base sampled at temperature 1 on

@@ -166,6 +166,19 @@ def _finite(x):
     return x
 
 
+def seeds_to_go(comparisons: dict, n_seeds: int, cpu_seconds: dict) -> str:
+    """What the 2-point check still costs: the most seeds any comparison needs, and the CPU time of the
+    missing ones at the seeds' own measured CPU time (a reused seed's file keeps its time)."""
+    need = max((c.get("seeds_for_mde_2pt") or 0 for c in comparisons.values()), default=0)
+    if need <= n_seeds:
+        return ""
+    per_seed = [t["total"] for t in cpu_seconds.values() if t.get("total")]
+    cost = (f"; at the {np.mean(per_seed) / 60:.1f} CPU-minutes per seed measured here, the {need - n_seeds} "
+            f"missing seeds take about {(need - n_seeds) * np.mean(per_seed) / 3600:.1f} CPU-hours") if per_seed else ""
+    return (f" The comparison that needs the most asks for {need} seeds{cost} (the same command with "
+            f"`--seeds {need}` and the same `--run-dir` reuses the finished ones).")
+
+
 def _pct(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.1f}"
 
@@ -325,6 +338,7 @@ def write_report(cfg, summaries: list[dict], agg: dict, out: Path) -> Path:
                f"{_pct(min(mdes))}-{_pct(max(mdes))} points given the seed-to-seed spread observed here; if seeds "
                f"varied only by test-question sampling it would be {_pct(min(qn))}-{_pct(max(qn))} points. "
                "\"Seeds for MDE 2\" is how many seeds the observed spread needs for a 2-point MDE."
+               + seeds_to_go(agg["comparisons"], len(seeds), agg.get("cpu_seconds", {}))
                if mdes and qn else
                f"**Minimum detectable effect.** Not estimable with {len(seeds)} seed(s): a t-interval over seeds "
                f"needs at least two; run more seeds."), "", "## The claims, as measured", ""]
