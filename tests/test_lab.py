@@ -244,7 +244,7 @@ def test_quick_lab_protocol_end_to_end(tmp_path):
     more = json.loads((tmp_path / "more" / "results.json").read_text())
     assert more["seeds"] == [1, 2, 3] and more["arms"]["cot"]["per_seed"][:2] == res["arms"]["cot"]["per_seed"]
     assert all((run / f"seed{s}.json").read_bytes() == b for s, b in before.items())
-    assert "Seeds [1, 2] were finished by an earlier run" in (tmp_path / "more" / "report.md").read_text()
+    assert "Seeds [1, 2] were finished by earlier runs" in (tmp_path / "more" / "report.md").read_text()
     from lema.lab.run import finished_seeds
 
     quick3 = load_lab_config(quick=True, rounds=2, seeds=[1, 2, 3])

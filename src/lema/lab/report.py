@@ -173,8 +173,9 @@ def seeds_to_go(comparisons: dict, n_seeds: int, cpu_seconds: dict) -> str:
     if need <= n_seeds:
         return ""
     per_seed = [t["total"] for t in cpu_seconds.values() if t.get("total")]
-    cost = (f"; at the {np.mean(per_seed) / 60:.1f} CPU-minutes per seed measured here, the {need - n_seeds} "
-            f"missing seeds take about {(need - n_seeds) * np.mean(per_seed) / 3600:.1f} CPU-hours") if per_seed else ""
+    mean = float(np.mean(per_seed)) if per_seed else 0.0
+    cost = (f"; at the {mean / 60:.1f} CPU-minutes per seed measured here, the {need - n_seeds} "
+            f"missing seeds take about {(need - n_seeds) * mean / 3600:.1f} CPU-hours") if per_seed else ""
     return (f" The comparison that needs the most asks for {need} seeds{cost} (the same command with "
             f"`--seeds {need}` and the same `--run-dir` reuses the finished ones).")
 
@@ -243,7 +244,7 @@ def _header(cfg, agg: dict) -> list[str]:
             f"Made by `{agg['command']}` on {agg['machine']} in {agg['minutes']:.1f} min wall "
             f"({agg['workers']} process(es); {agg.get('cpu_minutes', float('nan')):.1f} min of process CPU time; "
             f"load average {agg.get('load', 'n/a')} while it ran, on a machine shared with other work). "
-            + (f"Seeds {agg['reused_seeds']} were finished by an earlier run with the same settings and are "
+            + (f"Seeds {agg['reused_seeds']} were finished by earlier runs with the same settings and are "
                "reused from the run dir (their time is not in these minutes). " if agg.get("reused_seeds") else "")
             + f"Seeds {agg['seeds']}; one base model for the run (as the paper has one), pretrained in "
             f"{agg.get('pretrain', {}).get('seconds', float('nan')):.0f} s wall, "
