@@ -173,9 +173,11 @@ def seeds_to_go(comparisons: dict, n_seeds: int, cpu_seconds: dict) -> str:
     if need <= n_seeds:
         return ""
     per_seed = [t["total"] for t in cpu_seconds.values() if t.get("total")]
-    mean = float(np.mean(per_seed)) if per_seed else 0.0
-    cost = (f"; at the {mean / 60:.1f} CPU-minutes per seed measured here, the {need - n_seeds} "
-            f"missing seeds take about {(need - n_seeds) * mean / 3600:.1f} CPU-hours") if per_seed else ""
+    cost = ""
+    if per_seed:
+        mean = float(np.mean(per_seed))
+        cost = (f"; at the {mean / 60:.1f} CPU-minutes per seed measured here, the {need - n_seeds} "
+                f"missing seeds take about {(need - n_seeds) * mean / 3600:.1f} CPU-hours")
     return (f" The comparison that needs the most asks for {need} seeds{cost} (the same command with "
             f"`--seeds {need}` and the same `--run-dir` reuses the finished ones).")
 
